@@ -1,0 +1,1 @@
+//! etcd v3 backend of the Slipway store (see `slipway_store::Store`).
