@@ -5,11 +5,23 @@
 //! - [`resource`]: `ResourceDef`, everything the server needs to serve one kind, and the
 //!   `Strategy` hooks (defaulting, validation) a kind plugs in.
 //! - [`meta`]: reading and validating `metadata` on untyped objects.
+//! - [`selector`]: label and field selectors.
+//! - [`jsonpath`]: the JSONPath subset printer columns use.
+//! - [`schema`]: OpenAPI v3 structural schemas: type checks, unknown fields, pruning.
+//! - [`table`]: `meta.k8s.io/v1` `Table` responses for `kubectl get`.
+//! - [`patch`]: JSON merge patch and JSON patch.
+//! - [`ssa`]: server-side apply and `managedFields`.
 
 pub mod field;
+pub mod jsonpath;
 pub mod meta;
+pub mod patch;
 pub mod resource;
+pub mod schema;
+pub mod selector;
+pub mod ssa;
 pub mod status;
+pub mod table;
 
 pub use field::{FieldError, FieldErrorType, FieldPath};
 pub use resource::{PrinterColumn, ResourceDef, Strategy};

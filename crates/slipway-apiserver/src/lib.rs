@@ -1,1 +1,3 @@
-//! The API server.
+//! The Kubernetes-compatible API server.
+
+pub mod openapi;
