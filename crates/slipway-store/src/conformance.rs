@@ -63,7 +63,7 @@ impl<G: std::any::Any + Send> StoreFixture for (Arc<dyn Store>, G) {
 /// case finished. The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
 /// dev-dependency. Call it inside a module to keep the generated test names together:
 ///
-/// ```ignore
+/// ```no_run
 /// use std::sync::Arc;
 /// use slipway_store::{Store, sqlite::SqliteStore};
 ///
