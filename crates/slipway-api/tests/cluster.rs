@@ -197,6 +197,19 @@ fn defaulting_is_idempotent() {
     }
 }
 
+/// Strict field validation may run after defaulting: unknown fields must still be there.
+#[test]
+fn defaulting_keeps_unknown_fields() {
+    let def = cluster_resource();
+    let mut obj = example();
+    set(&mut obj, "/spec/colour", json!("red"));
+    set(&mut obj, "/spec/nodePools/1/colour", json!("blue"));
+    def.strategy.default(&mut obj);
+    assert_eq!(obj["spec"]["colour"], "red");
+    assert_eq!(obj["spec"]["nodePools"][1]["colour"], "blue");
+    assert_eq!(obj["spec"]["nodePools"][1]["minReplicas"], 0);
+}
+
 #[test]
 fn defaulting_leaves_undecodable_objects_alone() {
     let def = cluster_resource();

@@ -56,7 +56,8 @@ impl ClusterStrategy {
 
 impl Strategy for ClusterStrategy {
     /// Defaults `spec` (see [`defaults::apply`]); a spec that does not decode is left alone
-    /// for validation to report.
+    /// for validation to report. The defaults are laid over the object as written, so fields
+    /// the types do not know survive for strict field validation or pruning to deal with.
     fn default(&self, obj: &mut Value) {
         let Some(spec) = obj.get_mut("spec") else {
             return;
@@ -66,7 +67,7 @@ impl Strategy for ClusterStrategy {
         };
         defaults::apply(&mut typed);
         if let Ok(defaulted) = serde_json::to_value(&typed) {
-            *spec = defaulted;
+            overlay(spec, defaulted);
         }
     }
 
@@ -98,5 +99,28 @@ impl Strategy for ClusterStrategy {
             errs.extend(validation::validate_spec_update(spec, old_spec, &spec_path));
         }
         errs
+    }
+}
+
+/// Lay `source` over `target`: objects merge key by key, arrays of the same length item by
+/// item, anything else is replaced. Keys only `target` has are kept.
+fn overlay(target: &mut Value, source: Value) {
+    match (target, source) {
+        (Value::Object(t), Value::Object(s)) => {
+            for (k, v) in s {
+                match t.get_mut(&k) {
+                    Some(existing) => overlay(existing, v),
+                    None => {
+                        t.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(s)) if t.len() == s.len() => {
+            for (existing, v) in t.iter_mut().zip(s) {
+                overlay(existing, v);
+            }
+        }
+        (t, s) => *t = s,
     }
 }
