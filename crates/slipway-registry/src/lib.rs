@@ -1,1 +1,324 @@
-//! The registry.
+//! The registry: Kubernetes object semantics on top of the store.
+//!
+//! Objects are untyped JSON (`serde_json::Value`) described by a
+//! [`ResourceDef`](slipway_apimachinery::ResourceDef); the registry gives every kind the same
+//! semantics kube-apiserver gives a custom resource: uid and creationTimestamp on create,
+//! resourceVersion from the store revision with optimistic concurrency, generation that moves
+//! only with the spec, the status subresource, schema validation with strict/warn/ignore
+//! handling of unknown fields, defaulting and the kind's own validation, managedFields,
+//! server-side apply, finalizers and deletionTimestamp, label and field selectors, consistent
+//! paged lists, and watches served from one shared [`cache::WatchCache`]. Background loops
+//! ([`gc`]) collect objects whose owners are gone and empty terminating namespaces.
+//!
+//! Nothing here knows about HTTP; the API server and in-process clients both call
+//! [`Registry`]. Only the registry touches the store.
+
+pub mod cache;
+pub mod codec;
+mod gc;
+pub mod keys;
+mod ops;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use slipway_apimachinery::selector::{FieldSelector, LabelSelector};
+use slipway_apimachinery::{ApiError, ResourceDef};
+use slipway_store::{Revision, Store, StoreError};
+
+pub use watch::{WatchEvent, WatchEventType, WatchParams, WatchStream};
+
+/// How unknown fields in a request are handled (`fieldValidation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Reject the request, naming every unknown field.
+    Strict,
+    /// Accept it, drop the fields, and return a warning for each (the server default).
+    #[default]
+    Warn,
+    /// Drop the fields silently.
+    Ignore,
+}
+
+impl FieldValidation {
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            None | Some("") | Some("Warn") => Ok(Self::Warn),
+            Some("Strict") => Ok(Self::Strict),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation {other:?} is not supported: use Strict, Warn or Ignore"
+            ))),
+        }
+    }
+}
+
+/// Options shared by every write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Validate and answer as if written, write nothing (`dryRun=All`).
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+    /// The manager recorded in managedFields.
+    pub field_manager: Option<String>,
+    /// Server-side apply: take ownership of conflicting fields.
+    pub force: bool,
+}
+
+impl WriteOptions {
+    fn manager(&self) -> &str {
+        self.field_manager.as_deref().unwrap_or("unknown")
+    }
+}
+
+/// The result of a write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: Value,
+    /// Warnings for the client (unknown fields under `fieldValidation=Warn`).
+    pub warnings: Vec<String>,
+    /// True when the write created the object.
+    pub created: bool,
+}
+
+/// Which part of an object a write addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    /// The object: changes to status are ignored when the kind has a status subresource.
+    Main,
+    /// `/status`: only status changes are kept.
+    Status,
+}
+
+impl Subresource {
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Main => None,
+            Self::Status => Some("status"),
+        }
+    }
+}
+
+/// A patch, already decoded.
+#[derive(Debug, Clone)]
+pub enum Patch {
+    /// RFC 7386 JSON merge patch.
+    Merge(Value),
+    /// RFC 6902 JSON patch.
+    Json(Value),
+    /// Server-side apply of this configuration.
+    Apply(Value),
+}
+
+/// How a list is read.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub label_selector: Option<LabelSelector>,
+    pub field_selector: Option<FieldSelector>,
+    /// Page size; `None` or 0 for everything.
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    /// `Exact` or `NotOlderThan` (with `resource_version`).
+    pub resource_version_match: Option<String>,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone)]
+pub struct ObjectList {
+    pub items: Vec<Arc<Value>>,
+    pub resource_version: Revision,
+    pub continue_token: Option<String>,
+    pub remaining_item_count: Option<i64>,
+}
+
+/// Deletion propagation to dependents (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// Delete the object now; the garbage collector deletes dependents afterwards.
+    #[default]
+    Background,
+    /// Delete dependents first; the object stays (finalizer `foregroundDeletion`) until they are gone.
+    Foreground,
+    /// Keep dependents, removing their owner references (finalizer `orphan`).
+    Orphan,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub propagation: Option<Propagation>,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone)]
+pub enum Deleted {
+    /// The object is gone; this was its last state.
+    Gone(Value),
+    /// The object is marked for deletion and waits for its finalizers.
+    Pending(Value),
+}
+
+impl Deleted {
+    pub fn object(&self) -> &Value {
+        match self {
+            Self::Gone(obj) | Self::Pending(obj) => obj,
+        }
+    }
+}
+
+/// Tunables of a registry.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Events the watch cache keeps for watchers resuming from a resourceVersion.
+    pub watch_window: usize,
+    /// Compact the store every interval, to the revision seen one interval earlier
+    /// (kube-apiserver's policy). `None` disables compaction.
+    pub compaction_interval: Option<Duration>,
+    /// How often the garbage collector scans everything (it also runs after changes).
+    pub gc_interval: Duration,
+    /// How often watchers that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// How long a read waits for the watch cache to reach a requested revision.
+    pub cache_wait: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            watch_window: 100_000,
+            compaction_interval: Some(Duration::from_secs(300)),
+            gc_interval: Duration::from_secs(30),
+            bookmark_interval: Duration::from_secs(60),
+            cache_wait: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The registry of every served kind over one store.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    defs: Vec<Arc<ResourceDef>>,
+    cache: Arc<cache::WatchCache>,
+    config: RegistryConfig,
+    gc_wakeup: tokio::sync::Notify,
+}
+
+impl Registry {
+    /// Open a registry serving `defs` over `store`, load the watch cache and start the
+    /// background loops (watch cache, garbage collector, namespace finalizer, compaction).
+    /// Creates the `default` namespace if missing.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        defs: Vec<ResourceDef>,
+        config: RegistryConfig,
+    ) -> Result<Arc<Self>, ApiError> {
+        let cache = cache::WatchCache::new(config.watch_window);
+        let registry = Arc::new(Self {
+            store: Arc::clone(&store),
+            defs: defs.into_iter().map(Arc::new).collect(),
+            cache: Arc::clone(&cache),
+            config,
+            gc_wakeup: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(Arc::clone(&cache).run(Arc::clone(&store)));
+        cache.ready().await;
+        gc::spawn(&registry);
+        if let Some(interval) = registry.config.compaction_interval {
+            tokio::spawn(compaction_loop(Arc::downgrade(&registry), interval));
+        }
+        registry.ensure_namespace("default").await?;
+        Ok(registry)
+    }
+
+    /// Every served kind.
+    pub fn resources(&self) -> &[Arc<ResourceDef>] {
+        &self.defs
+    }
+
+    /// The kind served at `group/version/plural`.
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+        self.defs
+            .iter()
+            .find(|d| d.group == group && d.version == version && d.plural == plural)
+            .cloned()
+    }
+
+    /// The kind with this group and kind name (any version).
+    pub fn resource_for_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceDef>> {
+        self.defs
+            .iter()
+            .find(|d| d.group == group && d.kind == kind)
+            .cloned()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The revision the watch cache reflects.
+    pub fn cache_revision(&self) -> Revision {
+        self.cache.revision()
+    }
+
+    /// Compact the store and the watch cache's window to `revision`.
+    pub async fn compact(&self, revision: Revision) -> Result<(), ApiError> {
+        self.store.compact(revision).await.map_err(store_error)?;
+        self.cache.compacted(revision);
+        Ok(())
+    }
+
+    async fn ensure_namespace(&self, name: &str) -> Result<(), ApiError> {
+        let Some(def) = self.resource("", "v1", "namespaces") else {
+            return Ok(());
+        };
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match self.create(&def, None, ns, &WriteOptions::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+async fn compaction_loop(registry: std::sync::Weak<Registry>, interval: Duration) {
+    let mut previous: Option<Revision> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        if let Some(target) = previous
+            && let Err(e) = registry.compact(target).await
+        {
+            tracing::warn!(error = %e, target, "compaction failed");
+        }
+        previous = registry.store.current_revision().await.ok();
+    }
+}
+
+/// Map a store failure that no caller handles specially onto an API error.
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => cache::too_old(requested, compacted),
+        StoreError::FutureRevision { requested, current } => ApiError::timeout(format!(
+            "Too large resource version: {requested}, current: {current}"
+        )),
+        StoreError::Unavailable(msg) => {
+            ApiError::service_unavailable(format!("storage unavailable: {msg}"))
+        }
+        StoreError::Invalid(msg) => ApiError::bad_request(msg),
+        other => ApiError::internal(format!("storage error: {other}")),
+    }
+}

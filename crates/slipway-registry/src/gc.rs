@@ -1,0 +1,286 @@
+//! Background loops that give deletion its Kubernetes meaning:
+//!
+//! - the garbage collector deletes objects whose owners (by `ownerReferences` uid) are all
+//!   gone, drops references to owners that are gone while others remain, deletes the
+//!   dependents of an owner being deleted in the foreground and then releases it, and orphans
+//!   the dependents of an owner deleted with `propagationPolicy=Orphan`;
+//! - the namespace finalizer deletes everything in a terminating namespace and removes the
+//!   namespace once it is empty.
+//!
+//! Both are level-triggered: each pass looks at the whole state in the watch cache and does
+//! what is missing, so a restart at any moment converges. They act through the registry's own
+//! operations (with compare-and-swap), never on the store directly.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+
+use serde_json::Value;
+use slipway_apimachinery::{ResourceDef, meta};
+
+use crate::ops::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+use crate::{DeleteOptions, Patch, Propagation, Registry, Subresource, WriteOptions};
+
+const MANAGER: &str = "slipway-garbage-collector";
+
+pub(crate) fn spawn(registry: &Arc<Registry>) {
+    let weak = Arc::downgrade(registry);
+    tokio::spawn(async move { run(weak).await });
+}
+
+async fn run(registry: Weak<Registry>) {
+    let mut last_seen = -1;
+    loop {
+        let Some(reg) = registry.upgrade() else {
+            return;
+        };
+        let interval = reg.config.gc_interval;
+        let revision = reg.cache.revision();
+        if revision != last_seen {
+            last_seen = revision;
+            if let Err(e) = reg.collect_once().await {
+                tracing::warn!(error = %e, "garbage collection pass failed; retrying");
+                last_seen = -1;
+            }
+        }
+        // Deletions wake the collector at once; everything else is caught by the interval.
+        tokio::select! {
+            () = reg.gc_wakeup.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+        drop(reg);
+    }
+}
+
+struct Entry {
+    def: Arc<ResourceDef>,
+}
+
+impl Registry {
+    fn def_for_key(&self, key: &str) -> Option<Arc<ResourceDef>> {
+        self.defs
+            .iter()
+            .find(|d| key.starts_with(&crate::keys::prefix(d, None)))
+            .cloned()
+    }
+
+    /// One level-triggered pass of the garbage collector and the namespace finalizer.
+    pub(crate) async fn collect_once(&self) -> Result<(), slipway_apimachinery::ApiError> {
+        let snapshot = self.cache.snapshot();
+        let mut by_uid: HashMap<String, Entry> = HashMap::new();
+        let mut dependents: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
+        let mut objects = Vec::with_capacity(snapshot.len());
+        for (key, object) in snapshot {
+            let Some(def) = self.def_for_key(&key) else {
+                continue;
+            };
+            if let Some(uid) = meta::uid(&object) {
+                by_uid.insert(
+                    uid.to_string(),
+                    Entry {
+                        def: Arc::clone(&def),
+                    },
+                );
+            }
+            for owner in owner_uids(&object) {
+                dependents
+                    .entry(owner)
+                    .or_default()
+                    .push(Arc::clone(&object));
+            }
+            objects.push((def, object));
+        }
+
+        for (def, object) in &objects {
+            let owners = owner_uids(object);
+            if owners.is_empty() {
+                continue;
+            }
+            let (alive, gone): (Vec<&String>, Vec<&String>) =
+                owners.iter().partition(|u| by_uid.contains_key(*u));
+            let name = meta::name(object).unwrap_or_default();
+            let ns = meta::namespace(object);
+            if alive.is_empty() {
+                if meta::deletion_timestamp(object).is_none() {
+                    tracing::debug!(
+                        kind = def.kind,
+                        name,
+                        "garbage collecting: every owner is gone"
+                    );
+                    self.ignore_missing(
+                        self.delete(def, ns, name, &DeleteOptions::default()).await,
+                    )?;
+                }
+            } else if !gone.is_empty() {
+                let gone: HashSet<&String> = gone.into_iter().collect();
+                self.remove_owner_refs(def, object, |uid| gone.contains(&uid.to_string()))
+                    .await?;
+            }
+        }
+
+        for (def, object) in &objects {
+            if meta::deletion_timestamp(object).is_none() {
+                continue;
+            }
+            let finalizers = meta::finalizers(object);
+            let Some(uid) = meta::uid(object) else {
+                continue;
+            };
+            let deps = dependents.get(uid).map(Vec::as_slice).unwrap_or_default();
+            if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
+                for dep in deps {
+                    if let Some(dep_def) = by_uid
+                        .get(meta::uid(dep).unwrap_or_default())
+                        .map(|e| Arc::clone(&e.def))
+                    {
+                        self.remove_owner_refs(&dep_def, dep, |u| u == uid).await?;
+                    }
+                }
+                self.remove_finalizer(def, object, ORPHAN_FINALIZER).await?;
+            } else if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
+                if deps.is_empty() {
+                    self.remove_finalizer(def, object, FOREGROUND_FINALIZER)
+                        .await?;
+                }
+                for dep in deps {
+                    if meta::deletion_timestamp(dep).is_some() {
+                        continue;
+                    }
+                    if let Some(entry) = by_uid.get(meta::uid(dep).unwrap_or_default()) {
+                        let opts = DeleteOptions {
+                            propagation: Some(Propagation::Foreground),
+                            ..Default::default()
+                        };
+                        let name = meta::name(dep).unwrap_or_default();
+                        self.ignore_missing(
+                            self.delete(&entry.def, meta::namespace(dep), name, &opts)
+                                .await,
+                        )?;
+                    }
+                }
+            }
+            if def.group.is_empty() && def.plural == "namespaces" {
+                self.empty_namespace(def, object, &objects).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn empty_namespace(
+        &self,
+        ns_def: &ResourceDef,
+        namespace: &Value,
+        objects: &[(Arc<ResourceDef>, Arc<Value>)],
+    ) -> Result<(), slipway_apimachinery::ApiError> {
+        let ns_name = meta::name(namespace).unwrap_or_default();
+        let mut remaining = 0usize;
+        for (def, object) in objects {
+            if !def.namespaced || meta::namespace(object) != Some(ns_name) {
+                continue;
+            }
+            remaining += 1;
+            if meta::deletion_timestamp(object).is_none() {
+                let name = meta::name(object).unwrap_or_default();
+                self.ignore_missing(
+                    self.delete(def, Some(ns_name), name, &DeleteOptions::default())
+                        .await,
+                )?;
+            }
+        }
+        if remaining == 0 {
+            self.finalize_namespace(ns_def, ns_name).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_owner_refs(
+        &self,
+        def: &ResourceDef,
+        object: &Value,
+        drop_uid: impl Fn(&str) -> bool,
+    ) -> Result<(), slipway_apimachinery::ApiError> {
+        let refs = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let kept: Vec<Value> = refs
+            .into_iter()
+            .filter(|r| !r.get("uid").and_then(Value::as_str).is_some_and(&drop_uid))
+            .collect();
+        let patch = serde_json::json!({"metadata": {
+            "ownerReferences": if kept.is_empty() { Value::Null } else { Value::Array(kept) },
+            "resourceVersion": meta::resource_version(object),
+        }});
+        self.patch_quietly(def, object, patch).await
+    }
+
+    async fn remove_finalizer(
+        &self,
+        def: &ResourceDef,
+        object: &Value,
+        finalizer: &str,
+    ) -> Result<(), slipway_apimachinery::ApiError> {
+        let kept: Vec<String> = meta::finalizers(object)
+            .into_iter()
+            .filter(|f| f != finalizer)
+            .collect();
+        let patch = serde_json::json!({"metadata": {
+            "finalizers": if kept.is_empty() { Value::Null } else { serde_json::json!(kept) },
+            "resourceVersion": meta::resource_version(object),
+        }});
+        self.patch_quietly(def, object, patch).await
+    }
+
+    /// A merge patch conditioned on the resourceVersion seen; a conflict or a vanished object
+    /// just means the next pass decides again.
+    async fn patch_quietly(
+        &self,
+        def: &ResourceDef,
+        object: &Value,
+        patch: Value,
+    ) -> Result<(), slipway_apimachinery::ApiError> {
+        let name = meta::name(object).unwrap_or_default();
+        let opts = WriteOptions {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        match self
+            .patch(
+                def,
+                meta::namespace(object),
+                name,
+                Patch::Merge(patch),
+                Subresource::Main,
+                &opts,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ignore_missing<T>(
+        &self,
+        result: Result<T, slipway_apimachinery::ApiError>,
+    ) -> Result<(), slipway_apimachinery::ApiError> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn owner_uids(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,312 @@
+//! Watches: events from the watch cache, filtered for one kind, namespace and selectors.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use serde_json::{Value, json};
+use slipway_apimachinery::selector::{FieldSelector, LabelSelector};
+use slipway_apimachinery::{ApiError, FieldError, FieldPath, ResourceDef, meta};
+use slipway_store::{EventKind, Revision};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::cache::{CacheEvent, Subscription};
+use crate::codec::parse_resource_version;
+use crate::{Registry, keys, store_error};
+
+/// How a watch starts and what it sees.
+#[derive(Debug, Clone, Default)]
+pub struct WatchParams {
+    pub label_selector: Option<LabelSelector>,
+    pub field_selector: Option<FieldSelector>,
+    /// Unset, "" or "0": start with the current state as ADDED events. Otherwise every change after it.
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub allow_bookmarks: bool,
+    /// Send the current state first, then a bookmark annotated `k8s.io/initial-events-end`.
+    pub send_initial_events: Option<bool>,
+    /// End the watch after this long.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEventType {
+    Added,
+    Modified,
+    Deleted,
+    Bookmark,
+    Error,
+}
+
+impl WatchEventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+            Self::Bookmark => "BOOKMARK",
+            Self::Error => "ERROR",
+        }
+    }
+}
+
+/// One event of a watch.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub type_: WatchEventType,
+    pub object: Arc<Value>,
+    /// The cache event this came from: its JSON is serialized once for every watcher.
+    source: Option<Arc<CacheEvent>>,
+}
+
+impl WatchEvent {
+    fn synthetic(type_: WatchEventType, object: Value) -> Self {
+        Self {
+            type_,
+            object: Arc::new(object),
+            source: None,
+        }
+    }
+
+    /// The object as JSON (shared between watchers when possible).
+    pub fn object_json(&self) -> bytes::Bytes {
+        match &self.source {
+            Some(src) if Arc::ptr_eq(&src.object, &self.object) => src.object_json(),
+            _ => bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()),
+        }
+    }
+}
+
+pub type WatchStream = Pin<Box<dyn Stream<Item = WatchEvent> + Send>>;
+
+struct Filter {
+    prefix: String,
+    labels: Option<LabelSelector>,
+    fields: Option<FieldSelector>,
+}
+
+impl Filter {
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels
+            .as_ref()
+            .is_none_or(|s| s.matches(meta::labels(obj)))
+            && self.fields.as_ref().is_none_or(|s| s.matches(obj))
+    }
+
+    /// What this watcher sees of a cache event, if anything.
+    fn translate(&self, ev: &Arc<CacheEvent>) -> Option<WatchEvent> {
+        if !ev.key.starts_with(&self.prefix) {
+            return None;
+        }
+        let now = self.matches(&ev.object);
+        let before = ev.prev.as_ref().is_some_and(|p| self.matches(p));
+        let type_ = match ev.kind {
+            EventKind::Deleted if before => WatchEventType::Deleted,
+            EventKind::Deleted => return None,
+            _ if now && before => WatchEventType::Modified,
+            _ if now => WatchEventType::Added,
+            // It no longer matches: for this watcher it is gone.
+            _ if before => WatchEventType::Deleted,
+            _ => return None,
+        };
+        Some(WatchEvent {
+            type_,
+            object: Arc::clone(&ev.object),
+            source: Some(Arc::clone(ev)),
+        })
+    }
+}
+
+impl Registry {
+    /// Watch a kind (in one namespace or all). Errors that happen after the watch started
+    /// (such as a too old resourceVersion) arrive as an `Error` event carrying a `Status`.
+    pub async fn watch(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        params: WatchParams,
+    ) -> Result<WatchStream, ApiError> {
+        let ns = if def.namespaced {
+            ns.filter(|n| !n.is_empty())
+        } else {
+            None
+        };
+        let filter = Filter {
+            prefix: keys::prefix(def, ns),
+            labels: params.label_selector.clone(),
+            fields: params.field_selector.clone(),
+        };
+        let initial_events = params.send_initial_events == Some(true);
+        if initial_events {
+            let mut errs = Vec::new();
+            if params.resource_version_match.as_deref() != Some("NotOlderThan") {
+                errs.push(FieldError::forbidden(
+                    &FieldPath::root("resourceVersionMatch"),
+                    "sendInitialEvents requires resourceVersionMatch=NotOlderThan",
+                ));
+            }
+            if !params.allow_bookmarks {
+                errs.push(FieldError::forbidden(
+                    &FieldPath::root("allowWatchBookmarks"),
+                    "sendInitialEvents requires allowWatchBookmarks=true",
+                ));
+            }
+            if !errs.is_empty() {
+                return Err(ApiError::invalid("ListOptions", "meta.k8s.io", "", &errs));
+            }
+        } else if params.resource_version_match.is_some() {
+            return Err(ApiError::invalid(
+                "ListOptions",
+                "meta.k8s.io",
+                "",
+                &[FieldError::forbidden(
+                    &FieldPath::root("resourceVersionMatch"),
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                )],
+            ));
+        }
+        let rv = match params.resource_version.as_deref() {
+            None | Some("") => None,
+            Some("0") => Some(0),
+            Some(rv) => Some(parse_resource_version(rv)?),
+        };
+        let start = match (initial_events, rv) {
+            (true, None) => {
+                let current = self.store.current_revision().await.map_err(store_error)?;
+                self.cache.wait_for(current, self.config.cache_wait).await?;
+                None
+            }
+            (true, Some(r)) => {
+                self.cache.wait_for(r, self.config.cache_wait).await?;
+                None
+            }
+            (false, None | Some(0)) => None,
+            (false, Some(r)) => {
+                self.cache.wait_for(r, self.config.cache_wait).await?;
+                Some(r)
+            }
+        };
+        let (tx, rx) = mpsc::channel(256);
+        let head = Head {
+            kind: def.kind.clone(),
+            api_version: def.api_version(),
+            bookmarks: params.allow_bookmarks,
+            initial_events,
+        };
+        match self.cache.subscribe(start, &filter.prefix) {
+            Ok(sub) => {
+                let cache = Arc::clone(&self.cache);
+                let interval = self.config.bookmark_interval;
+                let deadline = params.timeout.unwrap_or_else(default_timeout);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        deadline,
+                        pump(cache, sub, filter, head, interval, tx),
+                    )
+                    .await;
+                });
+            }
+            Err(e) => {
+                let _ = tx.try_send(WatchEvent::synthetic(WatchEventType::Error, e.to_status()));
+            }
+        }
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+/// kube-apiserver ends watches after a random 30 to 60 minutes so clients spread reconnects.
+fn default_timeout() -> Duration {
+    let jitter = uuid::Uuid::new_v4().as_bytes()[0] as u64 * 1800 / 255;
+    Duration::from_secs(1800 + jitter)
+}
+
+struct Head {
+    kind: String,
+    api_version: String,
+    bookmarks: bool,
+    initial_events: bool,
+}
+
+impl Head {
+    fn bookmark(&self, revision: Revision, initial_events_end: bool) -> WatchEvent {
+        let mut meta = json!({"resourceVersion": revision.to_string()});
+        if initial_events_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        WatchEvent::synthetic(
+            WatchEventType::Bookmark,
+            json!({"kind": self.kind, "apiVersion": self.api_version, "metadata": meta}),
+        )
+    }
+}
+
+/// Feed one watcher: backlog first, then live events; catch up from the cache window when
+/// the broadcast ran ahead; bookmarks on the interval when asked for.
+async fn pump(
+    cache: Arc<crate::cache::WatchCache>,
+    sub: Subscription,
+    filter: Filter,
+    head: Head,
+    interval: Duration,
+    tx: mpsc::Sender<WatchEvent>,
+) {
+    let Subscription {
+        backlog,
+        mut live,
+        mut position,
+    } = sub;
+    for ev in &backlog {
+        if let Some(out) = filter.translate(ev)
+            && tx.send(out).await.is_err()
+        {
+            return;
+        }
+    }
+    if head.initial_events && tx.send(head.bookmark(position, true)).await.is_err() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            received = live.recv() => match received {
+                Ok(ev) => {
+                    if ev.revision <= position {
+                        continue;
+                    }
+                    position = ev.revision;
+                    if let Some(out) = filter.translate(&ev)
+                        && tx.send(out).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => match cache.resubscribe(position) {
+                    Ok(again) => {
+                        live = again.live;
+                        for ev in again.backlog {
+                            position = ev.revision;
+                            if let Some(out) = filter.translate(&ev)
+                                && tx.send(out).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(WatchEvent::synthetic(WatchEventType::Error, e.to_status())).await;
+                        return;
+                    }
+                },
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = ticker.tick(), if head.bookmarks => {
+                if tx.send(head.bookmark(position, false)).await.is_err() {
+                    return;
+                }
+            }
+            () = tx.closed() => return,
+        }
+    }
+}
