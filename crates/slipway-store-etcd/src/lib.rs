@@ -31,7 +31,8 @@
 //!
 //! **Errors.** "required revision has been compacted" → [`StoreError::Compacted`], "required
 //! revision is a future revision" → [`StoreError::FutureRevision`], transport failures, gRPC
-//! `Unavailable`/`DeadlineExceeded`/`Cancelled` and requests that time out →
+//! `Unavailable`/`DeadlineExceeded`/`Cancelled`/`Unknown` (tonic's code for a connection that
+//! broke mid-request) and requests that time out →
 //! [`StoreError::Unavailable`], `InvalidArgument` (e.g. a request over etcd's size limit) →
 //! [`StoreError::Invalid`], anything else → [`StoreError::Internal`].
 
@@ -55,7 +56,7 @@ use slipway_store::{
 #[cfg(feature = "testing")]
 mod testing;
 #[cfg(feature = "testing")]
-pub use testing::EtcdProcess;
+pub use testing::{ETCD_BIN_ENV, EtcdProcess};
 
 /// How long one unary request may take before the store reports `Unavailable`. Watches are
 /// long-lived and are not bounded by it.
@@ -138,13 +139,7 @@ impl EtcdStore {
 
     /// The etcd range `[start, end)` holding every key of this store that starts with `prefix`.
     fn prefix_range(&self, prefix: &str) -> (Vec<u8>, Vec<u8>) {
-        let start = self.full_key(prefix);
-        // UTF-8 never contains 0xff, so a non-empty prefix always has an end; an empty one
-        // means every key, which etcd spells as key "\0" with range end "\0".
-        match std::str::from_utf8(&start).ok().and_then(prefix_end) {
-            Some(end) if !start.is_empty() => (start, end),
-            _ => (vec![0], vec![0]),
-        }
+        etcd_range(&format!("{}{prefix}", self.prefix))
     }
 
     /// A key that exists only to hang probing reads (current revision, compaction) on.
@@ -306,6 +301,7 @@ const MSG_FUTURE: &str = "required revision is a future revision";
 
 // gRPC status codes (tonic::Code discriminants; tonic is not a direct dependency).
 const CODE_CANCELLED: i32 = 1;
+const CODE_UNKNOWN: i32 = 2;
 const CODE_INVALID_ARGUMENT: i32 = 3;
 const CODE_DEADLINE_EXCEEDED: i32 = 4;
 const CODE_RESOURCE_EXHAUSTED: i32 = 8;
@@ -314,27 +310,7 @@ const CODE_UNAVAILABLE: i32 = 14;
 fn classify(error: etcd_client::Error) -> Failure {
     use etcd_client::Error as E;
     let store = match error {
-        E::GRpcStatus(status) => {
-            let message = status.message();
-            if message.contains(MSG_COMPACTED) {
-                return Failure::Compacted;
-            }
-            if message.contains(MSG_FUTURE) {
-                return Failure::Future;
-            }
-            let text = format!("etcd: {message}");
-            match status.code() as i32 {
-                CODE_CANCELLED | CODE_DEADLINE_EXCEEDED | CODE_UNAVAILABLE => {
-                    StoreError::Unavailable(text)
-                }
-                // "too many requests"; a request too large is InvalidArgument.
-                CODE_RESOURCE_EXHAUSTED if message.contains("too many requests") => {
-                    StoreError::Unavailable(text)
-                }
-                CODE_INVALID_ARGUMENT => StoreError::Invalid(text),
-                _ => StoreError::Internal(format!("etcd ({:?}): {message}", status.code())),
-            }
-        }
+        E::GRpcStatus(status) => return classify_status(status.code() as i32, status.message()),
         E::TransportError(e) => StoreError::Unavailable(format!("etcd transport: {e}")),
         E::IoError(e) => StoreError::Unavailable(format!("etcd i/o: {e}")),
         E::WatchError(e) => StoreError::Unavailable(format!("etcd watch: {e}")),
@@ -344,6 +320,40 @@ fn classify(error: etcd_client::Error) -> Failure {
         other => StoreError::Internal(format!("etcd: {other}")),
     };
     Failure::Store(store)
+}
+
+/// Maps a gRPC status (its code and message) from etcd.
+fn classify_status(code: i32, message: &str) -> Failure {
+    if message.contains(MSG_COMPACTED) {
+        return Failure::Compacted;
+    }
+    if message.contains(MSG_FUTURE) {
+        return Failure::Future;
+    }
+    let text = format!("etcd: {message}");
+    Failure::Store(match code {
+        // tonic reports a connection that breaks mid-request ("h2 protocol error: error reading
+        // a body from connection") as Unknown; etcd itself does not use that code.
+        CODE_CANCELLED | CODE_UNKNOWN | CODE_DEADLINE_EXCEEDED | CODE_UNAVAILABLE => {
+            StoreError::Unavailable(text)
+        }
+        // "too many requests" (a request too large is InvalidArgument).
+        CODE_RESOURCE_EXHAUSTED if message.contains("too many requests") => {
+            StoreError::Unavailable(text)
+        }
+        CODE_INVALID_ARGUMENT => StoreError::Invalid(text),
+        _ => StoreError::Internal(format!("etcd (gRPC code {code}): {message}")),
+    })
+}
+
+/// The etcd range `[start, end)` of the keys starting with `full_prefix`.
+fn etcd_range(full_prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    // UTF-8 never contains 0xff, so a non-empty prefix always has an end; the empty one means
+    // every key, which etcd spells as key "\0" with range end "\0".
+    match prefix_end(full_prefix) {
+        Some(end) if !full_prefix.is_empty() => (full_prefix.as_bytes().to_vec(), end),
+        _ => (vec![0], vec![0]),
+    }
 }
 
 fn normalize_prefix(prefix: &str) -> String {
@@ -715,5 +725,71 @@ impl WatchState {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_normalized_to_end_in_a_slash() {
+        assert_eq!(normalize_prefix(""), "");
+        assert_eq!(normalize_prefix("/slipway"), "/slipway/");
+        assert_eq!(normalize_prefix("/slipway/"), "/slipway/");
+        assert_eq!(normalize_prefix("tenant-a"), "tenant-a/");
+    }
+
+    #[test]
+    fn ranges_cover_exactly_the_prefix() {
+        assert_eq!(etcd_range(""), (vec![0], vec![0]));
+        assert_eq!(etcd_range("/a/"), (b"/a/".to_vec(), b"/a0".to_vec()));
+        assert_eq!(etcd_range("/a"), (b"/a".to_vec(), b"/b".to_vec()));
+        // Multi-byte UTF-8: the last byte is incremented, never past 0xff.
+        let (start, end) = etcd_range("/\u{e9}");
+        assert_eq!(start, "/\u{e9}".as_bytes());
+        assert_eq!(end, vec![b'/', 0xc3, 0xaa]);
+    }
+
+    #[test]
+    fn etcd_errors_map_to_store_errors() {
+        let status = classify_status;
+        assert!(matches!(
+            status(11, "etcdserver: mvcc: required revision has been compacted"),
+            Failure::Compacted
+        ));
+        assert!(matches!(
+            status(
+                11,
+                "etcdserver: mvcc: required revision is a future revision"
+            ),
+            Failure::Future
+        ));
+        assert!(matches!(
+            status(14, "etcdserver: leader changed"),
+            Failure::Store(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            status(2, "h2 protocol error: error reading a body from connection"),
+            Failure::Store(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            status(4, "context deadline exceeded"),
+            Failure::Store(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            status(3, "etcdserver: request is too large"),
+            Failure::Store(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            status(8, "etcdserver: mvcc: database space exceeded"),
+            Failure::Store(StoreError::Internal(_))
+        ));
+        assert!(matches!(
+            classify(etcd_client::Error::IoError(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused
+            ))),
+            Failure::Store(StoreError::Unavailable(_))
+        ));
     }
 }

@@ -6,6 +6,7 @@
 //! kills it and removes the directory when dropped. It panics with instructions when etcd is
 //! missing: a test that needs etcd never skips silently.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -39,6 +40,13 @@ impl EtcdProcess {
     /// not start (with the tail of its log).
     pub fn start() -> EtcdProcess {
         let binary = std::env::var_os(ETCD_BIN_ENV).unwrap_or_else(|| "etcd".into());
+        EtcdProcess::start_binary(binary)
+    }
+
+    /// Like [`EtcdProcess::start`], with the etcd binary given explicitly (a name looked up on
+    /// `PATH`, or a path).
+    pub fn start_binary(binary: impl AsRef<OsStr>) -> EtcdProcess {
+        let binary = binary.as_ref();
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let dir = temp_dir();
@@ -51,7 +59,7 @@ impl EtcdProcess {
                 .unwrap_or_else(|e| panic!("cannot clone log file handle: {e}"));
             let client_url = format!("http://127.0.0.1:{client_port}");
             let peer_url = format!("http://127.0.0.1:{peer_port}");
-            let spawned = Command::new(&binary)
+            let spawned = Command::new(binary)
                 .arg("--name=slipway-test")
                 .arg(format!("--data-dir={}", dir.path().join("data").display()))
                 .arg(format!("--listen-client-urls={client_url}"))
