@@ -63,9 +63,17 @@ const PURGE_CHUNK: i64 = 2000;
 /// Events read from the log per replay step of a watch.
 const WATCH_PAGE: usize = 1000;
 /// Committed batches buffered for live watchers; a watcher further behind replays the log.
-pub const EVENT_BUFFER: usize = 1024;
+///
+/// Memory held for live events is bounded by this many batches (a batch holds at most
+/// `MAX_BATCH` events), whatever the watchers do.
+pub const EVENT_BUFFER: usize = 256;
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
+/// How often the background checkpointer copies the WAL into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// The writer checkpoints by itself only when the WAL grows past this many pages (a safety
+/// net should the background checkpointer fall behind).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 20_000;
 
 /// Migrations, applied in order; `MIGRATIONS[i]` moves `user_version` from `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -98,6 +106,8 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     requests: mpsc::Sender<Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The background checkpointer; dropping the sender stops it.
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     lock: Mutex<Option<File>>,
 }
 
@@ -381,6 +391,10 @@ impl SqliteStore {
         configure(&conn).map_err(db_error)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(db_error)?;
+        // Checkpoints (which fsync the database file) run on their own thread, off the
+        // write path; see `checkpoint_loop`.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+            .map_err(db_error)?;
         migrate(&mut conn)?;
         let (revision, compacted) = read_meta(&conn).map_err(db_error)?;
         let purge_next = read_meta_value(&conn, "purge_next").map_err(db_error)?;
@@ -407,11 +421,27 @@ impl SqliteStore {
             .name("sqlite-writer".to_string())
             .spawn(move || writer.run())
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = {
+            let (stop, stopped) = mpsc::channel();
+            let shared = shared.clone();
+            match std::thread::Builder::new()
+                .name("sqlite-checkpoint".to_string())
+                .spawn(move || checkpoint_loop(&shared, &stopped))
+            {
+                Ok(handle) => Some((stop, handle)),
+                Err(e) => {
+                    // The writer's own auto-checkpoint still bounds the WAL.
+                    tracing::warn!(error = %e, "sqlite store: no background checkpointer");
+                    None
+                }
+            }
+        };
         tracing::info!(path = %path.display(), revision, compacted, "sqlite store opened");
         Ok(SqliteStore {
             shared,
             requests,
             writer: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(checkpointer),
             lock: Mutex::new(Some(lock_file)),
         })
     }
@@ -431,6 +461,13 @@ impl SqliteStore {
             let _ = self.requests.send(Request::Shutdown);
             if handle.join().is_err() {
                 tracing::error!("sqlite store: the writer thread panicked");
+            }
+        }
+        let checkpointer = lock(&self.checkpointer).take();
+        if let Some((stop, handle)) = checkpointer {
+            drop(stop);
+            if handle.join().is_err() {
+                tracing::error!("sqlite store: the checkpointer thread panicked");
             }
         }
         lock(&self.shared.events).take();
@@ -563,6 +600,37 @@ impl Shared {
             .as_ref()
             .map(broadcast::Sender::subscribe)
             .ok_or_else(closed_error)
+    }
+}
+
+/// Copies the WAL into the database file every [`CHECKPOINT_INTERVAL`] while there are new
+/// writes, with PASSIVE checkpoints: they never block the writer or the readers.
+fn checkpoint_loop(shared: &Shared, stop: &mpsc::Receiver<()>) {
+    let conn = match open_reader(&shared.path).and_then(|c| {
+        c.pragma_update(None, "query_only", false)?;
+        Ok(c)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "sqlite store: checkpointer cannot open the file");
+            return;
+        }
+    };
+    let mut checkpointed_at = shared.revision.load(Ordering::Acquire);
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
+        let revision = shared.revision.load(Ordering::Acquire);
+        if revision == checkpointed_at {
+            continue;
+        }
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        }) {
+            Ok((log, done)) => {
+                checkpointed_at = revision;
+                tracing::trace!(log, done, "sqlite store: checkpoint");
+            }
+            Err(e) => tracing::warn!(error = %e, "sqlite store: checkpoint failed"),
+        }
     }
 }
 
