@@ -6,35 +6,51 @@
 //!
 //! | trait | etcd |
 //! |---|---|
+//! | `get` | range of one key (linearizable, like every read here) |
 //! | `create` | txn: `create_revision(key) == 0` → put, else nothing → `AlreadyExists` |
 //! | `update` | txn: `version(key) > 0 && mod_revision(key) == expected` → put, else get → `Conflict` / `NotFound` |
 //! | `delete` | txn: `version(key) > 0 [&& mod_revision(key) == expected]` → delete with `prev_kv`, else get |
 //! | `list` | range `[prefix, prefix_end)` (from `start_after + "\0"`) at a revision, with a limit |
 //! | `count` | range with `count_only` |
 //! | `watch` | watch from `after + 1` with `prev_kv`; `Created` when `create_revision == mod_revision` |
-//! | `compact` | physical compaction (returns once etcd has removed the old revisions) |
+//! | `compact` | physical compaction: returns once etcd has removed the old revisions |
+//!
+//! The `version(key) > 0` guard matters: a missing key has `mod_revision` 0, so without it an
+//! update or delete "expecting revision 0" would act on a key that does not exist.
 //!
 //! **Namespacing.** Every key is stored as `key_prefix + key`, so several stores (several
 //! Slipway installations, or tests) can share one etcd; keys seen through the trait never
 //! include the prefix. A non-empty prefix always ends in `/` (one is added if missing), so no
-//! store's prefix is a prefix of another's and a list of `""` sees only its own keys. Revisions and compaction are global to the etcd cluster, not to a prefix.
+//! store's prefix is a prefix of another's and a list of `""` sees only its own keys.
+//! Revisions and compaction are global to the etcd cluster, not to a prefix.
 //!
 //! **Compacted revision.** etcd has no request that returns its compaction revision, so
-//! [`EtcdStore::compacted_revision`] derives it: a range at revision `r` fails with "required
+//! [`Store::compacted_revision`] derives it: a range at revision `r` fails with "required
 //! revision has been compacted" exactly when `r` is below the compaction point, so the oldest
-//! readable revision is found by probing. The store remembers the highest compaction revision it
-//! has seen (from its own `compact` calls, from probes and from watch responses' `compact_revision`),
-//! which is a lower bound because compaction never goes back; one probe at that revision
-//! confirms it, and only when someone else compacted further does a binary search between it and
-//! the current revision run (about log2(current revision) single-key ranges). Compaction at
-//! revision 1 forgets nothing, so a store that did not request it itself reports 0 for it.
+//! readable revision is found by probing. The store remembers the highest compaction revision
+//! it has seen (from its own `compact` calls, from probes and from watch responses'
+//! `compact_revision`), a lower bound because compaction never goes back; one single-key
+//! range at that revision confirms it, and only when someone else (another replica, etcdctl,
+//! etcd's auto-compaction) compacted further does a binary search between it and the current
+//! revision run (about log2(current revision) single-key ranges). Compaction at revision 1
+//! forgets nothing, so a store that did not request it itself reports 0 for it.
+//!
+//! **Watches.** `watch(prefix, after)` first checks that `after` is still readable (etcd alone
+//! would accept `after` = compacted revision - 1, the trait does not), then watches from
+//! `after + 1`. Each watch is its own gRPC stream on the shared connection; dropping the stream
+//! cancels it. A watch that falls so far behind that etcd must replay it from history that has
+//! since been compacted is cancelled by etcd; its stream then ends with
+//! [`StoreError::Compacted`] whose `requested` is the revision of the last event it delivered
+//! (the `after` to resume from). Any other end (etcd gone, connection broken, leader lost) is
+//! [`StoreError::Unavailable`]. A `Deleted` event's value comes from etcd's `prev_kv`.
 //!
 //! **Errors.** "required revision has been compacted" → [`StoreError::Compacted`], "required
-//! revision is a future revision" → [`StoreError::FutureRevision`], transport failures, gRPC
+//! revision is a future revision" → [`StoreError::FutureRevision`]; transport failures, gRPC
 //! `Unavailable`/`DeadlineExceeded`/`Cancelled`/`Unknown` (tonic's code for a connection that
-//! broke mid-request) and requests that time out →
-//! [`StoreError::Unavailable`], `InvalidArgument` (e.g. a request over etcd's size limit) →
-//! [`StoreError::Invalid`], anything else → [`StoreError::Internal`].
+//! broke mid-request) and requests unanswered after 30 s → [`StoreError::Unavailable`];
+//! `InvalidArgument` and gRPC's "received message larger than max" (a value over etcd's
+//! request limit, 1.5 MiB by default) →
+//! [`StoreError::Invalid`]; anything else → [`StoreError::Internal`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -45,7 +61,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, GetResponse, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    GetOptions, GetResponse, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    WatchClient, WatchOptions,
 };
 use futures::StreamExt;
 use slipway_store::{
@@ -61,13 +78,20 @@ pub use testing::{ETCD_BIN_ENV, EtcdProcess};
 /// How long one unary request may take before the store reports `Unavailable`. Watches are
 /// long-lived and are not bounded by it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a compaction may take (it waits until etcd has removed the old revisions).
+const COMPACT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The largest response accepted from etcd (etcd itself has no limit on what it sends).
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 /// How long `connect` waits for etcd to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A [`Store`] backed by an etcd v3 cluster, every key under `key_prefix`.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    /// Kept for the connection: it owns the channel's endpoint list.
+    _client: Client,
+    kv: KvClient,
+    watch: WatchClient,
     prefix: String,
     /// The highest compaction revision this store has seen (a lower bound of etcd's own).
     compacted: Arc<AtomicI64>,
@@ -95,7 +119,10 @@ impl EtcdStore {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from its cluster's leader fails requests (and cancels watches)
+            // instead of serving stale data; the client then tries another endpoint.
+            .with_require_leader(true);
         let client =
             Client::connect(endpoints, Some(options))
                 .await
@@ -105,8 +132,18 @@ impl EtcdStore {
                     }
                     other => other.into_store(),
                 })?;
+        // etcd sends responses of any size (a list of 10,000 objects is tens of MiB); tonic's
+        // default limit of 4 MiB would fail such lists.
+        let kv = client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let watch = client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
         let store = EtcdStore {
-            client,
+            _client: client,
+            kv,
+            watch,
             prefix: normalize_prefix(key_prefix),
             compacted: Arc::new(AtomicI64::new(0)),
         };
@@ -193,12 +230,12 @@ impl EtcdStore {
     }
 
     async fn get_raw(&self, key: Vec<u8>, options: GetOptions) -> Result<GetResponse, Failure> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv.clone();
         bounded(kv.get(key, Some(options))).await
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv.clone();
         bounded(kv.txn(txn)).await.map_err(Failure::into_store)
     }
 
@@ -257,10 +294,17 @@ impl EtcdStore {
 async fn bounded<T>(
     request: impl Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, Failure> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+    bounded_by(REQUEST_TIMEOUT, request).await
+}
+
+async fn bounded_by<T>(
+    timeout: Duration,
+    request: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(timeout, request).await {
         Ok(result) => result.map_err(classify),
         Err(_) => Err(Failure::Store(StoreError::Unavailable(format!(
-            "etcd did not answer within {REQUEST_TIMEOUT:?}"
+            "etcd did not answer within {timeout:?}"
         )))),
     }
 }
@@ -337,10 +381,12 @@ fn classify_status(code: i32, message: &str) -> Failure {
         CODE_CANCELLED | CODE_UNKNOWN | CODE_DEADLINE_EXCEEDED | CODE_UNAVAILABLE => {
             StoreError::Unavailable(text)
         }
-        // "too many requests" (a request too large is InvalidArgument).
         CODE_RESOURCE_EXHAUSTED if message.contains("too many requests") => {
             StoreError::Unavailable(text)
         }
+        // Over etcd's request limit: "request is too large" (InvalidArgument), or past gRPC's
+        // own limit: "received message larger than max" (ResourceExhausted).
+        CODE_RESOURCE_EXHAUSTED if message.contains("larger than max") => StoreError::Invalid(text),
         CODE_INVALID_ARGUMENT => StoreError::Invalid(text),
         _ => StoreError::Internal(format!("etcd (gRPC code {code}): {message}")),
     })
@@ -554,8 +600,10 @@ impl Store for EtcdStore {
         let options = WatchOptions::new()
             .with_range(end)
             .with_start_revision(after + 1)
-            .with_prev_key();
-        let mut client = self.client.watch_client();
+            .with_prev_key()
+            // Replays batch up to 1,000 revisions per response; let etcd split big ones.
+            .with_fragment();
+        let mut client = self.watch.clone();
         let stream = bounded(client.watch(start, Some(options)))
             .await
             .map_err(Failure::into_store)?;
@@ -578,8 +626,9 @@ impl Store for EtcdStore {
         if revision <= 0 {
             return Ok(());
         }
-        let mut kv = self.client.kv_client();
-        match bounded(kv.compact(revision, Some(CompactionOptions::new().with_physical()))).await {
+        let mut kv = self.kv.clone();
+        let request = kv.compact(revision, Some(CompactionOptions::new().with_physical()));
+        match bounded_by(COMPACT_TIMEOUT, request).await {
             Ok(_) => {}
             // Already compacted at or past `revision`: nothing to do.
             Err(Failure::Compacted) => {}
@@ -779,6 +828,13 @@ mod tests {
         ));
         assert!(matches!(
             status(3, "etcdserver: request is too large"),
+            Failure::Store(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            status(
+                8,
+                "grpc: received message larger than max (3145760 vs. 2097152)"
+            ),
             Failure::Store(StoreError::Invalid(_))
         ));
         assert!(matches!(

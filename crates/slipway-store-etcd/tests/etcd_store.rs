@@ -142,6 +142,55 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
     );
 }
 
+/// Lists and watch replays bigger than gRPC's usual 4 MiB message limit work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_over_four_mebibytes() {
+    let etcd = start_etcd().await;
+    let store = connect(&etcd, "/big").await;
+    let start = store.current_revision().await.expect("current revision");
+    let value = Bytes::from(vec![b'v'; 512 * 1024]);
+    for i in 0..12 {
+        store
+            .create(&format!("k{i:02}"), value.clone())
+            .await
+            .expect("create");
+    }
+    let all = store
+        .list("", ListOptions::default())
+        .await
+        .expect("list 6 MiB");
+    assert_eq!(all.items.len(), 12);
+    assert!(all.items.iter().all(|kv| kv.value == value));
+
+    // The replay comes as one batch of revisions, which etcd fragments.
+    let mut stream = store.watch("", start).await.expect("watch");
+    for i in 0..12 {
+        let event = next(&mut stream)
+            .await
+            .expect("watch ended")
+            .expect("watch failed");
+        assert_eq!(event.kv.key, format!("k{i:02}"));
+        assert_eq!(event.kv.value, value);
+    }
+}
+
+/// Values over etcd's request limit (1.5 MiB by default) are refused as invalid, and nothing
+/// is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_over_the_etcd_limit_are_invalid() {
+    let etcd = start_etcd().await;
+    let store = connect(&etcd, "/limit").await;
+    for size in [1800 * 1024, 3 << 20] {
+        let value = Bytes::from(vec![b'v'; size]);
+        match store.create("k", value).await {
+            Err(StoreError::Invalid(_)) => {}
+            other => panic!("create with a {size}-byte value: expected Invalid, got {other:?}"),
+        }
+    }
+    assert_eq!(store.get("k").await.expect("get"), None);
+    store.create("k", b("small")).await.expect("create");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_by_someone_else_is_discovered() {
     let etcd = start_etcd().await;
