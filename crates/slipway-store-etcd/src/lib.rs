@@ -71,7 +71,7 @@ use slipway_store::{
 };
 
 #[cfg(feature = "testing")]
-mod testing;
+pub mod testing;
 #[cfg(feature = "testing")]
 pub use testing::{ETCD_BIN_ENV, EtcdProcess};
 

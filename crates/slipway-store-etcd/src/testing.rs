@@ -2,11 +2,12 @@
 //!
 //! [`EtcdProcess::start`] runs the `etcd` binary (Debian's `etcd-server` package; `scripts/test`
 //! installs it) on 127.0.0.1 with free client and peer ports and a temporary data directory
-//! (in `/dev/shm` when it exists, so fsyncs cost nothing), waits until it reports healthy, and
+//! (in `/dev/shm` when it exists, so fsyncs cost nothing; [`EtcdProcess::start_in`] picks
+//! another place), waits until it reports healthy, and
 //! kills it and removes the directory when dropped. It panics with instructions when etcd is
 //! missing: a test that needs etcd never skips silently.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -39,17 +40,25 @@ impl EtcdProcess {
     /// When etcd is not installed (with a message saying how to install it), or when it does
     /// not start (with the tail of its log).
     pub fn start() -> EtcdProcess {
-        let binary = std::env::var_os(ETCD_BIN_ENV).unwrap_or_else(|| "etcd".into());
-        EtcdProcess::start_binary(binary)
+        EtcdProcess::launch(&default_binary(), None)
+    }
+
+    /// Like [`EtcdProcess::start`], with the data directory under `parent` instead of
+    /// `/dev/shm`: for measurements that should pay for fsync like a real deployment.
+    pub fn start_in(parent: &Path) -> EtcdProcess {
+        EtcdProcess::launch(&default_binary(), Some(parent))
     }
 
     /// Like [`EtcdProcess::start`], with the etcd binary given explicitly (a name looked up on
     /// `PATH`, or a path).
     pub fn start_binary(binary: impl AsRef<OsStr>) -> EtcdProcess {
-        let binary = binary.as_ref();
+        EtcdProcess::launch(binary.as_ref(), None)
+    }
+
+    fn launch(binary: &OsStr, parent: Option<&Path>) -> EtcdProcess {
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            let dir = temp_dir();
+            let dir = temp_dir(parent);
             let (client_port, peer_port) = free_ports();
             let log_path = dir.path().join("etcd.log");
             let log = File::create(&log_path)
@@ -154,13 +163,25 @@ impl Drop for EtcdProcess {
     }
 }
 
-fn temp_dir() -> TempDir {
-    let shm = PathBuf::from("/dev/shm");
+fn default_binary() -> OsString {
+    std::env::var_os(ETCD_BIN_ENV).unwrap_or_else(|| "etcd".into())
+}
+
+fn temp_dir(parent: Option<&Path>) -> TempDir {
     let builder = {
         let mut b = tempfile::Builder::new();
         b.prefix("slipway-etcd-");
         b
     };
+    if let Some(parent) = parent {
+        return builder.tempdir_in(parent).unwrap_or_else(|e| {
+            panic!(
+                "cannot create a directory for etcd in {}: {e}",
+                parent.display()
+            )
+        });
+    }
+    let shm = PathBuf::from("/dev/shm");
     if shm.is_dir()
         && let Ok(dir) = builder.tempdir_in(&shm)
     {

@@ -405,6 +405,20 @@ async fn etcd_process_answers_and_cleans_up_on_drop() {
     }
 }
 
+#[tokio::test]
+async fn etcd_process_can_keep_its_data_on_disk() {
+    let parent = std::env::temp_dir();
+    let etcd = tokio::task::spawn_blocking({
+        let parent = parent.clone();
+        move || EtcdProcess::start_in(&parent)
+    })
+    .await
+    .expect("start etcd");
+    assert!(etcd.dir().starts_with(&parent), "{}", etcd.dir().display());
+    let store = connect(&etcd, "").await;
+    store.create("/k", b("v")).await.expect("create");
+}
+
 #[test]
 #[should_panic(expected = "Install Debian's `etcd-server` package")]
 fn missing_etcd_fails_loudly_with_install_hint() {
