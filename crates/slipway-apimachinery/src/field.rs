@@ -168,11 +168,18 @@ impl fmt::Display for FieldError {
         };
         match self.kind {
             FieldErrorType::Required => write!(f, "{}: Required value", self.field)?,
-            FieldErrorType::Invalid => write!(f, "{}: Invalid value: {}", self.field, shown(&self.value))?,
-            FieldErrorType::NotSupported => {
-                write!(f, "{}: Unsupported value: {}", self.field, shown(&self.value))?
+            FieldErrorType::Invalid => {
+                write!(f, "{}: Invalid value: {}", self.field, shown(&self.value))?
             }
-            FieldErrorType::Duplicate => write!(f, "{}: Duplicate value: {}", self.field, shown(&self.value))?,
+            FieldErrorType::NotSupported => write!(
+                f,
+                "{}: Unsupported value: {}",
+                self.field,
+                shown(&self.value)
+            )?,
+            FieldErrorType::Duplicate => {
+                write!(f, "{}: Duplicate value: {}", self.field, shown(&self.value))?
+            }
             FieldErrorType::Forbidden => write!(f, "{}: Forbidden", self.field)?,
             FieldErrorType::TooLong => write!(f, "{}: Too long", self.field)?,
             FieldErrorType::TooMany => write!(f, "{}: Too many", self.field)?,
@@ -195,20 +202,39 @@ mod tests {
 
     #[test]
     fn paths_render_like_upstream() {
-        let p = FieldPath::root("spec").child("nodePools").index(1).child("minReplicas");
+        let p = FieldPath::root("spec")
+            .child("nodePools")
+            .index(1)
+            .child("minReplicas");
         assert_eq!(p.as_str(), "spec.nodePools[1].minReplicas");
-        assert_eq!(FieldPath::root("metadata").child("labels").key("a/b").as_str(), "metadata.labels[a/b]");
+        assert_eq!(
+            FieldPath::root("metadata")
+                .child("labels")
+                .key("a/b")
+                .as_str(),
+            "metadata.labels[a/b]"
+        );
     }
 
     #[test]
     fn messages_name_field_value_and_rule() {
         let p = FieldPath::root("spec").child("version");
-        let e = FieldError::invalid(&p, &json!("banana"), "must be a Kubernetes version such as 1.33.4");
+        let e = FieldError::invalid(
+            &p,
+            &json!("banana"),
+            "must be a Kubernetes version such as 1.33.4",
+        );
         assert_eq!(
             e.to_string(),
             "spec.version: Invalid value: \"banana\": must be a Kubernetes version such as 1.33.4"
         );
-        assert_eq!(FieldError::required(&p, "").to_string(), "spec.version: Required value");
-        assert_eq!(FieldError::unknown(&FieldPath::root("spec").child("colour")).to_string(), "unknown field \"spec.colour\"");
+        assert_eq!(
+            FieldError::required(&p, "").to_string(),
+            "spec.version: Required value"
+        );
+        assert_eq!(
+            FieldError::unknown(&FieldPath::root("spec").child("colour")).to_string(),
+            "unknown field \"spec.colour\""
+        );
     }
 }

@@ -13,7 +13,8 @@ pub fn namespace(obj: &Value) -> Option<&str> {
 }
 
 pub fn resource_version(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
 }
 
 pub fn uid(obj: &Value) -> Option<&str> {
@@ -27,12 +28,18 @@ pub fn labels(obj: &Value) -> Option<&serde_json::Map<String, Value>> {
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|items| items.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub fn deletion_timestamp(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/deletionTimestamp").and_then(Value::as_str)
+    obj.pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
 }
 
 /// `metadata` as a mutable map, created if missing or not an object.
@@ -60,7 +67,9 @@ pub fn check_dns1123_label(value: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if value.len() > DNS1123_LABEL_MAX {
-        return Some(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+        return Some(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters"
+        ));
     }
     if !is_label_chars(value) {
         return Some(
@@ -76,7 +85,9 @@ pub fn check_dns1123_subdomain(value: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if value.len() > DNS1123_SUBDOMAIN_MAX {
-        return Some(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+        return Some(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
     }
     if !value.split('.').all(is_label_chars) {
         return Some(
@@ -89,7 +100,9 @@ pub fn check_dns1123_subdomain(value: &str) -> Option<String> {
 fn is_label_chars(s: &str) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -145,7 +158,10 @@ pub fn validate_metadata(obj: &Value, name_is_label: bool) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let meta = FieldPath::root("metadata");
     match name(obj) {
-        None | Some("") => errs.push(FieldError::required(&meta.child("name"), "name or generateName is required")),
+        None | Some("") => errs.push(FieldError::required(
+            &meta.child("name"),
+            "name or generateName is required",
+        )),
         Some(n) => {
             let problem = if name_is_label {
                 check_dns1123_label(n)
@@ -153,7 +169,11 @@ pub fn validate_metadata(obj: &Value, name_is_label: bool) -> Vec<FieldError> {
                 check_dns1123_subdomain(n)
             };
             if let Some(problem) = problem {
-                errs.push(FieldError::invalid(&meta.child("name"), &Value::String(n.into()), problem));
+                errs.push(FieldError::invalid(
+                    &meta.child("name"),
+                    &Value::String(n.into()),
+                    problem,
+                ));
             }
         }
     }
@@ -161,7 +181,11 @@ pub fn validate_metadata(obj: &Value, name_is_label: bool) -> Vec<FieldError> {
         let path = meta.child("labels");
         for (k, v) in labels {
             if let Some(problem) = check_qualified_name(k) {
-                errs.push(FieldError::invalid(&path, &Value::String(k.clone()), problem));
+                errs.push(FieldError::invalid(
+                    &path,
+                    &Value::String(k.clone()),
+                    problem,
+                ));
             }
             match v.as_str() {
                 Some(s) => {
@@ -169,16 +193,27 @@ pub fn validate_metadata(obj: &Value, name_is_label: bool) -> Vec<FieldError> {
                         errs.push(FieldError::invalid(&path.key(k), v, problem));
                     }
                 }
-                None => errs.push(FieldError::type_invalid(&path.key(k), v, "must be a string")),
+                None => errs.push(FieldError::type_invalid(
+                    &path.key(k),
+                    v,
+                    "must be a string",
+                )),
             }
         }
     }
-    if let Some(annotations) = obj.pointer("/metadata/annotations").and_then(Value::as_object) {
+    if let Some(annotations) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
         let path = meta.child("annotations");
         let mut total = 0usize;
         for (k, v) in annotations {
             if let Some(problem) = check_qualified_name(k) {
-                errs.push(FieldError::invalid(&path, &Value::String(k.clone()), problem));
+                errs.push(FieldError::invalid(
+                    &path,
+                    &Value::String(k.clone()),
+                    problem,
+                ));
             }
             total += k.len() + v.as_str().map_or(0, str::len);
         }
@@ -223,7 +258,15 @@ mod tests {
         let obj = json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "x", "bad key!": "y", "v": "-x"}}});
         let errs = validate_metadata(&obj, false);
         let fields: Vec<String> = errs.iter().map(|e| e.field.to_string()).collect();
-        assert_eq!(fields, vec!["metadata.name", "metadata.labels", "metadata.labels[v]"]);
-        assert_eq!(validate_metadata(&json!({"metadata": {}}), false)[0].field.as_str(), "metadata.name");
+        assert_eq!(
+            fields,
+            vec!["metadata.name", "metadata.labels", "metadata.labels[v]"]
+        );
+        assert_eq!(
+            validate_metadata(&json!({"metadata": {}}), false)[0]
+                .field
+                .as_str(),
+            "metadata.name"
+        );
     }
 }

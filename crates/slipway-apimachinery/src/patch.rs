@@ -554,3 +554,142 @@ mod tests {
         assert_eq!(apply_json_patch(&cluster(), &patch).unwrap(), cluster());
     }
 }
+
+/// Strategic merge patch, for the built-in kinds only (upstream answers 415 for custom
+/// resources, and so does Slipway for its own kinds). The built-in kinds Slipway serves have
+/// no merge-keyed lists in their own fields, so this is a JSON merge patch plus the
+/// directives kubectl sends (`$patch: replace|delete` on maps, `$retainKeys`,
+/// `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>`) and the two merging lists of
+/// `metadata`: `finalizers` (merged as a set) and `ownerReferences` (merged by `uid`).
+pub fn apply_strategic_merge_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
+    if !patch.is_object() {
+        return Err(ApiError::bad_request(
+            "a strategic merge patch must be a JSON object",
+        ));
+    }
+    Ok(smp_merge(Some(target), patch, ""))
+}
+
+fn smp_merge(target: Option<&Value>, patch: &Value, path: &str) -> Value {
+    let Some(patch_map) = patch.as_object() else {
+        return patch.clone();
+    };
+    match patch_map.get("$patch").and_then(Value::as_str) {
+        Some("replace") => {
+            let mut replaced = patch_map.clone();
+            replaced.remove("$patch");
+            return strip_directives(Value::Object(replaced));
+        }
+        Some("delete") => return Value::Null,
+        _ => {}
+    }
+    let mut out = match target {
+        Some(Value::Object(m)) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    if let Some(keep) = patch_map.get("$retainKeys").and_then(Value::as_array) {
+        let keep: Vec<&str> = keep.iter().filter_map(Value::as_str).collect();
+        out.retain(|k, _| keep.contains(&k.as_str()));
+    }
+    for (key, value) in patch_map {
+        if key.starts_with("$setElementOrder/") || key == "$retainKeys" || key == "$patch" {
+            continue;
+        }
+        if let Some(list) = key.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(items)), Some(remove)) = (out.get_mut(list), value.as_array())
+            {
+                items.retain(|i| !remove.contains(i));
+            }
+            continue;
+        }
+        let child = format!("{path}/{key}");
+        if value.is_null() {
+            out.remove(key);
+            continue;
+        }
+        let merged = match (child.as_str(), out.get(key), value) {
+            ("/metadata/finalizers", Some(Value::Array(old)), Value::Array(new)) => {
+                let mut all = old.clone();
+                all.extend(new.iter().filter(|v| !old.contains(v)).cloned());
+                Value::Array(all)
+            }
+            ("/metadata/ownerReferences", Some(Value::Array(old)), Value::Array(new)) => {
+                merge_by_key(old, new, "uid")
+            }
+            (_, existing, Value::Object(_)) => smp_merge(existing, value, &child),
+            _ => strip_directives(value.clone()),
+        };
+        if merged.is_null() {
+            out.remove(key);
+        } else {
+            out.insert(key.clone(), merged);
+        }
+    }
+    Value::Object(out)
+}
+
+fn merge_by_key(old: &[Value], new: &[Value], key: &str) -> Value {
+    let mut out: Vec<Value> = old.to_vec();
+    for item in new {
+        let id = item.get(key);
+        let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+        match out.iter().position(|o| o.get(key) == id && id.is_some()) {
+            Some(i) if delete => {
+                out.remove(i);
+            }
+            Some(i) => out[i] = smp_merge(Some(&out[i]), item, ""),
+            None if delete => {}
+            None => out.push(strip_directives(item.clone())),
+        }
+    }
+    Value::Array(out)
+}
+
+fn strip_directives(value: Value) -> Value {
+    match value {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k, strip_directives(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(strip_directives).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod smp_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kubectl_apply_patches_merge_like_upstream() {
+        let live = json!({"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}, "finalizers": ["f1"]}, "data": {"a": "1", "b": "2"}});
+        let patch = json!({"$setElementOrder/finalizers": ["f1", "f2"], "metadata": {"labels": {"y": null}, "finalizers": ["f2"]}, "data": {"b": "3"}});
+        let out = apply_strategic_merge_patch(&live, &patch).unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}, "finalizers": ["f1", "f2"]}, "data": {"a": "1", "b": "3"}})
+        );
+        let replace = json!({"data": {"$patch": "replace", "c": "4"}});
+        assert_eq!(
+            apply_strategic_merge_patch(&live, &replace).unwrap()["data"],
+            json!({"c": "4"})
+        );
+        let del = json!({"$deleteFromPrimitiveList/finalizers": ["f1"], "metadata": {}});
+        let out = apply_strategic_merge_patch(
+            &live,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["f1"]}}),
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!([]));
+        let _ = del;
+        assert_eq!(
+            apply_strategic_merge_patch(&live, &json!([]))
+                .unwrap_err()
+                .code,
+            400
+        );
+    }
+}

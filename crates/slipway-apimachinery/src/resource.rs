@@ -98,8 +98,23 @@ impl ResourceDef {
         }
     }
 
+    /// Built-in Kubernetes kinds accept strategic merge patches (kubectl sends them for the
+    /// types it knows); custom kinds answer 415 to them, as upstream does for CRDs.
+    pub fn accepts_strategic_merge(&self) -> bool {
+        self.group.is_empty() || self.group.ends_with(".k8s.io")
+    }
+
     /// The verbs served for this kind, as discovery lists them.
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 }

@@ -66,11 +66,16 @@ impl ApiError {
     /// `plural.group "name" not found`, as upstream words it.
     pub fn not_found(resource: &str, group: &str, name: &str) -> Self {
         let what = qualified(resource, group);
-        Self::new(404, "NotFound", format!("{what} \"{name}\" not found")).with_name(group, resource, name)
+        Self::new(404, "NotFound", format!("{what} \"{name}\" not found"))
+            .with_name(group, resource, name)
     }
 
     pub fn path_not_found(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
@@ -83,7 +88,12 @@ impl ApiError {
 
     pub fn already_exists(resource: &str, group: &str, name: &str) -> Self {
         let what = qualified(resource, group);
-        Self::new(409, "AlreadyExists", format!("{what} \"{name}\" already exists")).with_name(group, resource, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{what} \"{name}\" already exists"),
+        )
+        .with_name(group, resource, name)
     }
 
     /// An optimistic-concurrency failure: the object changed since it was read.
@@ -110,7 +120,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
         )
     }
 
@@ -126,10 +138,17 @@ impl ApiError {
             [one] => one.to_string(),
             many => format!(
                 "[{}]",
-                many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
-        let mut err = Self::new(422, "Invalid", format!("{what} \"{name}\" is invalid: {joined}"));
+        let mut err = Self::new(
+            422,
+            "Invalid",
+            format!("{what} \"{name}\" is invalid: {joined}"),
+        );
         err.group = Some(group.to_string());
         err.kind = Some(kind.to_string());
         err.name = Some(name.to_string());
@@ -220,14 +239,26 @@ mod tests {
 
     #[test]
     fn invalid_lists_every_cause_with_its_field() {
-        let path = FieldPath::root("spec").child("controlPlane").child("replicas");
-        let errs = vec![FieldError::not_supported(&path, &json!(2), &["1", "3", "5"])];
+        let path = FieldPath::root("spec")
+            .child("controlPlane")
+            .child("replicas");
+        let errs = vec![FieldError::not_supported(
+            &path,
+            &json!(2),
+            &["1", "3", "5"],
+        )];
         let err = ApiError::invalid("Cluster", "slipway.dev", "payments", &errs);
         assert_eq!(err.code, 422);
         let status = err.to_status();
         assert_eq!(status["reason"], "Invalid");
-        assert_eq!(status["details"]["causes"][0]["field"], "spec.controlPlane.replicas");
-        assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueNotSupported");
+        assert_eq!(
+            status["details"]["causes"][0]["field"],
+            "spec.controlPlane.replicas"
+        );
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueNotSupported"
+        );
         assert!(
             err.message
                 .starts_with("Cluster.slipway.dev \"payments\" is invalid: spec.controlPlane.replicas: Unsupported value: 2"),

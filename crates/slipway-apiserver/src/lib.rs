@@ -1,3 +1,418 @@
 //! The Kubernetes-compatible API server.
+//!
+//! HTTPS (rustls) with HTTP/1.1 and HTTP/2, bearer-token authentication, discovery (legacy
+//! and aggregated v2), OpenAPI v2 (JSON and protobuf) and v3, and the resource endpoints of
+//! every kind the registry serves. Everything protocol-shaped lives here; the semantics live
+//! in `slipway-registry`.
 
+mod discovery;
+mod handlers;
+pub mod metrics;
 pub mod openapi;
+pub mod pki;
+mod protobuf;
+pub mod request;
+mod response;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::json;
+use slipway_apimachinery::ApiError;
+use slipway_registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::discovery::Discovery;
+use crate::metrics::Metrics;
+use crate::request::{ApiPath, MAX_BODY_BYTES, Query};
+use crate::response::Reply;
+
+/// The Kubernetes version the API reports (kubectl picks its behaviour by it).
+pub const KUBERNETES_MAJOR: &str = "1";
+pub const KUBERNETES_MINOR: &str = "33";
+
+/// Shared state of the HTTP handlers.
+pub struct ApiServer {
+    pub registry: Arc<Registry>,
+    tokens: pki::Tokens,
+    discovery: Discovery,
+    openapi: openapi::OpenApi,
+    pub metrics: Metrics,
+}
+
+impl ApiServer {
+    pub fn new(registry: Arc<Registry>, tokens: pki::Tokens) -> Arc<Self> {
+        let discovery = Discovery::new(registry.resources());
+        let defs: Vec<_> = registry.resources().iter().map(|d| (**d).clone()).collect();
+        let openapi = openapi::OpenApi::new(&defs);
+        Arc::new(Self {
+            registry,
+            tokens,
+            discovery,
+            openapi,
+            metrics: Metrics::new(),
+        })
+    }
+
+    /// The axum router of the whole API.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/version", get(version))
+            .route("/healthz", get(healthz))
+            .route("/livez", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text))
+            .route("/openapi/v2", get(openapi_v2))
+            .route("/openapi/v3", get(openapi_v3_index))
+            .route("/openapi/v3/{*path}", get(openapi_v3_doc))
+            .fallback(api)
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(self),
+                authenticate,
+            ))
+            .with_state(Arc::clone(self))
+    }
+}
+
+/// Paths anyone may read, as kube-apiserver's `system:public-info-viewer` allows.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/readyz/")
+}
+
+async fn authenticate(State(server): State<Arc<ApiServer>>, req: Request, next: Next) -> Response {
+    if is_public(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match token.and_then(|t| server.tokens.authenticate(t)) {
+        Some(_) => next.run(req).await,
+        None => Reply::error(ApiError::unauthorized()).into_response(),
+    }
+}
+
+async fn version() -> Response {
+    Reply::json(
+        StatusCode::OK,
+        &json!({
+            "major": KUBERNETES_MAJOR,
+            "minor": KUBERNETES_MINOR,
+            "gitVersion": format!("v{KUBERNETES_MAJOR}.{KUBERNETES_MINOR}.0-slipway.{}", env!("CARGO_PKG_VERSION")),
+            "gitCommit": "",
+            "gitTreeState": "clean",
+            "buildDate": "",
+            "goVersion": "",
+            "compiler": "rustc",
+            "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        }),
+    )
+    .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(server): State<Arc<ApiServer>>) -> Response {
+    match server.registry.store().current_revision().await {
+        Ok(_) => "ok".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")).into_response(),
+    }
+}
+
+async fn metrics_text(State(server): State<Arc<ApiServer>>) -> Response {
+    server
+        .metrics
+        .store_revision
+        .set(server.registry.cache_revision());
+    let mut response = server.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+fn accept_of(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn not_acceptable(req: &Request) -> Response {
+    Reply::error(ApiError::not_acceptable(format!(
+        "the OpenAPI documents are served as JSON (and /openapi/v2 also as protobuf); got Accept {:?}",
+        accept_of(req).unwrap_or_default()
+    )))
+    .into_response()
+}
+
+async fn openapi_v2(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
+    match server.openapi.v2_for(accept_of(&req)) {
+        Some((content_type, doc)) => cached(&req, content_type, doc),
+        None => not_acceptable(&req),
+    }
+}
+
+async fn openapi_v3_index(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
+    if !openapi::accepts_v3_json(accept_of(&req)) {
+        return not_acceptable(&req);
+    }
+    cached(&req, "application/json", server.openapi.v3_index())
+}
+
+async fn openapi_v3_doc(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
+    if !openapi::accepts_v3_json(accept_of(&req)) {
+        return not_acceptable(&req);
+    }
+    let path = req
+        .uri()
+        .path()
+        .trim_start_matches("/openapi/v3/")
+        .to_string();
+    match server.openapi.v3(&path) {
+        Some(doc) => cached(&req, "application/json", doc),
+        None => Reply::error(ApiError::path_not_found(req.uri().path())).into_response(),
+    }
+}
+
+/// A cacheable document: honours `If-None-Match`.
+fn cached(req: &Request, content_type: &'static str, doc: &openapi::Served) -> Response {
+    let etag = doc.etag();
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Response::new(Body::from(doc.bytes().clone()))
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    response
+}
+
+/// Everything under `/api` and `/apis`.
+async fn api(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(path) = request::parse_api_path(parts.uri.path()) else {
+        return Reply::error(ApiError::path_not_found(parts.uri.path())).into_response();
+    };
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let discovery_reply = |value: Option<serde_json::Value>| match value {
+        Some(v) => Reply::json(StatusCode::OK, &v).into_response(),
+        None => Reply::error(ApiError::path_not_found(parts.uri.path())).into_response(),
+    };
+    let resource = match path {
+        ApiPath::Root { legacy } => {
+            if parts.method != Method::GET {
+                return Reply::error(ApiError::method_not_allowed(
+                    "only GET is allowed on discovery",
+                ))
+                .into_response();
+            }
+            if let Some(v) = discovery::wants_aggregated(accept.as_deref()) {
+                let doc = server.discovery.aggregated(legacy, v);
+                return Reply::json(StatusCode::OK, &doc)
+                    .with_content_type(discovery::aggregated_content_type(v))
+                    .into_response();
+            }
+            let doc = if legacy {
+                server.discovery.api_versions()
+            } else {
+                server.discovery.api_group_list()
+            };
+            return discovery_reply(Some(doc));
+        }
+        ApiPath::Group(group) => return discovery_reply(server.discovery.api_group(&group)),
+        ApiPath::GroupVersion { group, version } => {
+            return discovery_reply(server.discovery.resource_list(&group, &version));
+        }
+        ApiPath::Resource(r) => r,
+    };
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > MAX_BODY_BYTES
+    {
+        return too_large().into_response();
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            let is_limit = std::error::Error::source(&e).is_some_and(|s| {
+                s.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+            }) || e.to_string().contains("length limit");
+            return if is_limit {
+                too_large().into_response()
+            } else {
+                Reply::error(ApiError::bad_request(format!(
+                    "reading the request body: {e}"
+                )))
+                .into_response()
+            };
+        }
+    };
+    let query = Query::parse(parts.uri.query());
+    handlers::handle(server, parts.method, resource, query, parts.headers, body)
+        .await
+        .into_response()
+}
+
+fn too_large() -> Reply {
+    Reply::error(ApiError::too_large(format!(
+        "the request body is too large: the limit is {} bytes",
+        MAX_BODY_BYTES
+    )))
+}
+
+/// Where and how to listen.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+}
+
+/// A running server.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Prepare TLS material and credentials in the data directory, bind, and serve until the task
+/// is dropped or aborted.
+pub async fn serve(registry: Arc<Registry>, config: &ServeConfig) -> Result<Running, ServeError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Bind {
+            addr: config.listen,
+            source: e,
+        })?;
+    let local_addr = listener.local_addr().map_err(|e| ServeError::Bind {
+        addr: config.listen,
+        source: e,
+    })?;
+    let names = pki::serving_names(local_addr);
+    let cert = pki::ensure_serving_cert(&config.data_dir, &names)?;
+    let (tokens, kubeconfig) =
+        pki::ensure_admin_kubeconfig(&config.data_dir, &pki::client_url(local_addr), &cert.ca_pem)?;
+    let tls = tls_config(&cert)?;
+    let server = ApiServer::new(registry, tokens);
+    let router = server.router();
+    let task = tokio::spawn(accept_loop(listener, tls, router));
+    Ok(Running {
+        local_addr,
+        kubeconfig,
+        task,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+fn tls_config(cert: &pki::ServingCert) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn accept_loop(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            // kube-apiserver allows 1000 concurrent streams per HTTP/2 connection; watches use one each.
+            builder.http2().max_concurrent_streams(1000);
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Where `slipway serve` keeps its admin kubeconfig.
+pub fn admin_kubeconfig_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.kubeconfig")
+}

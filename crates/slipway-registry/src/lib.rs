@@ -108,6 +108,8 @@ pub enum Patch {
     Merge(Value),
     /// RFC 6902 JSON patch.
     Json(Value),
+    /// Strategic merge patch (built-in kinds only).
+    Strategic(Value),
     /// Server-side apply of this configuration.
     Apply(Value),
 }

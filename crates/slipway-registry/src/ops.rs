@@ -367,6 +367,29 @@ impl Registry {
                 })
                 .await
             }
+            Patch::Strategic(p) => {
+                if !def.accepts_strategic_merge() {
+                    return Err(ApiError::unsupported_media_type(
+                        "application/strategic-merge-patch+json",
+                    ));
+                }
+                let precondition = p
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(parse_resource_version)
+                    .transpose()?;
+                self.update_with(
+                    def,
+                    ns,
+                    name,
+                    precondition,
+                    subresource,
+                    opts,
+                    false,
+                    |current| patch::apply_strategic_merge_patch(current, &p),
+                )
+                .await
+            }
             Patch::Apply(config) => self.apply(def, ns, name, config, subresource, opts).await,
         }
     }

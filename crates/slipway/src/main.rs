@@ -1,1 +1,146 @@
-fn main() {}
+//! `slipway`: the one binary. `serve` runs the API server over an embedded SQLite store (or
+//! etcd); `bench` runs the benchmark scenarios.
+
+mod bench;
+mod stores;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "slipway",
+    version,
+    about = "Kubernetes cluster fleets as a declarative API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the API server (embedded SQLite store by default).
+    Serve(ServeArgs),
+    /// Run a benchmark scenario and print its figures.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Where Slipway keeps its state: the SQLite database, certificates, tokens, kubeconfig.
+    #[arg(long, default_value = "./slipway-data", env = "SLIPWAY_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Store backend: `sqlite` (embedded, default) or `etcd` (needs the `etcd` build feature).
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
+    /// etcd client URLs, comma-separated (with `--store etcd`).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_endpoints: Vec<String>,
+    /// Prefix of every key Slipway writes to etcd (with `--store etcd`).
+    #[arg(long, default_value = "/slipway")]
+    pub etcd_prefix: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Compact store history every interval, keeping one interval of it (e.g. `5m`, `30s`).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    compaction_interval: Duration,
+    /// Interval between watch bookmarks for watchers that ask for them.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    bookmark_interval: Duration,
+    /// Events the watch cache keeps for watchers resuming from a resourceVersion.
+    #[arg(long, default_value_t = 100_000)]
+    watch_window: usize,
+}
+
+/// Parse `500ms`, `30s`, `5m`, `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 30s, 5m, 2h"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration {text:?}: units are ms, s, m, h")),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.store.data_dir)
+        .with_context(|| format!("creating data directory {}", args.store.data_dir.display()))?;
+    let store = stores::open(&args.store).await?;
+    let config = slipway_registry::RegistryConfig {
+        watch_window: args.watch_window,
+        compaction_interval: (!args.compaction_interval.is_zero())
+            .then_some(args.compaction_interval),
+        bookmark_interval: args.bookmark_interval,
+        ..Default::default()
+    };
+    let registry = slipway_registry::Registry::start(store, slipway_api::resources(), config)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
+    let running = slipway_apiserver::serve(
+        registry,
+        &slipway_apiserver::ServeConfig {
+            data_dir: args.store.data_dir.clone(),
+            listen: args.listen,
+        },
+    )
+    .await?;
+    eprintln!(
+        "Slipway API server listening on https://{}",
+        running.local_addr
+    );
+    eprintln!(
+        "  store:      {} ({})",
+        args.store.store,
+        args.store.data_dir.display()
+    );
+    eprintln!("  kubeconfig: {}", running.kubeconfig.display());
+    eprintln!(
+        "  try:        kubectl --kubeconfig {} api-resources",
+        running.kubeconfig.display()
+    );
+    tokio::select! {
+        result = running.task => result.context("server task failed")?,
+        _ = tokio::signal::ctrl_c() => eprintln!("shutting down"),
+    }
+    Ok(())
+}
