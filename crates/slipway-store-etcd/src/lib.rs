@@ -692,6 +692,12 @@ impl WatchState {
                         self.store.remember_compacted(resp.compact_revision());
                     }
                     if resp.canceled() {
+                        tracing::debug!(
+                            after = self.last,
+                            compact_revision = resp.compact_revision(),
+                            reason = resp.cancel_reason(),
+                            "etcd cancelled a watch"
+                        );
                         self.finished = true;
                         let error = if resp.compact_revision() > 0 {
                             StoreError::Compacted {

@@ -20,6 +20,11 @@ use tempfile::TempDir;
 /// Environment variable naming the etcd binary to run instead of `etcd` from `PATH`.
 pub const ETCD_BIN_ENV: &str = "SLIPWAY_ETCD_BIN";
 
+/// Name prefix of the temporary directories.
+const DIR_PREFIX: &str = "slipway-etcd-";
+/// File in each directory naming the test process and the etcd process ("<pid> <pid>").
+const OWNER_FILE: &str = "owner";
+
 /// How long etcd may take to become healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times to retry when a port picked as free was taken before etcd bound it.
@@ -94,6 +99,11 @@ impl EtcdProcess {
                 ),
                 Err(e) => panic!("cannot run {}: {e}", binary.to_string_lossy()),
             };
+            // Lets a later run clean up after this one if it dies without dropping us.
+            let _ = std::fs::write(
+                dir.path().join(OWNER_FILE),
+                format!("{} {}", std::process::id(), child.id()),
+            );
             let mut process = EtcdProcess {
                 child: Some(child),
                 client_port,
@@ -170,10 +180,11 @@ fn default_binary() -> OsString {
 fn temp_dir(parent: Option<&Path>) -> TempDir {
     let builder = {
         let mut b = tempfile::Builder::new();
-        b.prefix("slipway-etcd-");
+        b.prefix(DIR_PREFIX);
         b
     };
     if let Some(parent) = parent {
+        sweep_stale(parent);
         return builder.tempdir_in(parent).unwrap_or_else(|e| {
             panic!(
                 "cannot create a directory for etcd in {}: {e}",
@@ -182,6 +193,7 @@ fn temp_dir(parent: Option<&Path>) -> TempDir {
         });
     }
     let shm = PathBuf::from("/dev/shm");
+    sweep_stale(&shm);
     if shm.is_dir()
         && let Ok(dir) = builder.tempdir_in(&shm)
     {
@@ -190,6 +202,40 @@ fn temp_dir(parent: Option<&Path>) -> TempDir {
     builder
         .tempdir()
         .unwrap_or_else(|e| panic!("cannot create a temporary directory for etcd: {e}"))
+}
+
+/// Removes the directories of earlier etcd processes whose test process and etcd are both
+/// gone (a test run killed before it could drop its `EtcdProcess`). In `/dev/shm` each one
+/// holds a preallocated 64 MiB WAL in memory. Liveness is read from `/proc`; without it
+/// nothing is removed.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let alive = |pid: &u32| Path::new("/proc").join(pid.to_string()).exists();
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        if !is_ours {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(path.join(OWNER_FILE)) else {
+            continue;
+        };
+        let pids: Option<Vec<u32>> = owner.split_whitespace().map(|p| p.parse().ok()).collect();
+        if let Some(pids) = pids
+            && pids.len() == 2
+            && !pids.iter().any(alive)
+        {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Two distinct ports free right now (etcd binds them a moment later; `start` retries if

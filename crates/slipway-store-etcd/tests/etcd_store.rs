@@ -419,6 +419,43 @@ async fn etcd_process_can_keep_its_data_on_disk() {
     store.create("/k", b("v")).await.expect("create");
 }
 
+/// Directories left by a test run that died without dropping its etcd are removed by the
+/// next start; those of live runs are not.
+#[tokio::test]
+async fn starting_etcd_removes_directories_of_dead_runs() {
+    let parent = std::env::temp_dir();
+    let dead_pid = {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("run true");
+        let pid = child.id();
+        child.wait().expect("wait");
+        pid
+    };
+    let stale = tempfile::Builder::new()
+        .prefix("slipway-etcd-")
+        .tempdir_in(&parent)
+        .expect("stale dir")
+        .keep();
+    std::fs::write(stale.join("owner"), format!("{dead_pid} {dead_pid}")).expect("owner");
+    let live = tempfile::Builder::new()
+        .prefix("slipway-etcd-")
+        .tempdir_in(&parent)
+        .expect("live dir");
+    let me = std::process::id();
+    std::fs::write(live.path().join("owner"), format!("{me} {dead_pid}")).expect("owner");
+
+    let etcd = tokio::task::spawn_blocking({
+        let parent = parent.clone();
+        move || EtcdProcess::start_in(&parent)
+    })
+    .await
+    .expect("start etcd");
+    assert!(!stale.exists(), "{} was not removed", stale.display());
+    assert!(live.path().exists(), "a live run's directory was removed");
+    assert!(etcd.dir().exists());
+}
+
 #[test]
 #[should_panic(expected = "Install Debian's `etcd-server` package")]
 fn missing_etcd_fails_loudly_with_install_hint() {
