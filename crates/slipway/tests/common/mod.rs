@@ -276,6 +276,11 @@ spec:
     )
 }
 
+/// Parse a YAML manifest into JSON.
+pub fn yaml(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).expect("valid YAML")
+}
+
 /// Instantiate a test body once per store backend: `on_every_backend!(name, |backend| ...)`.
 #[macro_export]
 macro_rules! on_every_backend {
