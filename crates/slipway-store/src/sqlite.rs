@@ -473,7 +473,13 @@ impl SqliteStore {
         lock(&self.shared.events).take();
         self.shared.closed.store(true, Ordering::SeqCst);
         lock(&self.shared.readers).clear();
-        lock(&self.lock).take();
+        if let Some(file) = lock(&self.lock).take() {
+            // Unlock explicitly: a process forked meanwhile may still share the descriptor
+            // (until it execs), and closing ours alone would not release the lock.
+            if let Err(e) = file.unlock() {
+                tracing::warn!(error = %e, "sqlite store: cannot release the lock file");
+            }
+        }
     }
 
     /// Checks the file (SQLite's `integrity_check`) and the store's own invariants: the
