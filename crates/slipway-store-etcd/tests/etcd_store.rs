@@ -142,6 +142,30 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
     );
 }
 
+/// A missing key has mod_revision 0 in etcd, so "expect revision 0" must not match it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expecting_revision_zero_does_not_touch_missing_keys() {
+    let etcd = start_etcd().await;
+    let store = connect(&etcd, "/zero").await;
+    assert_eq!(
+        store.update("missing", b("v"), 0).await,
+        Err(StoreError::NotFound {
+            key: "missing".into()
+        })
+    );
+    assert_eq!(
+        store.delete("missing", Some(0)).await.map(|_| ()),
+        Err(StoreError::NotFound {
+            key: "missing".into()
+        })
+    );
+    assert_eq!(store.get("missing").await.expect("get"), None);
+    assert_eq!(
+        store.get("").await,
+        Err(StoreError::Invalid("key must not be empty".into()))
+    );
+}
+
 /// Lists and watch replays bigger than gRPC's usual 4 MiB message limit work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_over_four_mebibytes() {
