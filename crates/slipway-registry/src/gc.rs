@@ -135,7 +135,11 @@ impl Registry {
                         self.remove_owner_refs(&dep_def, dep, |u| u == uid).await?;
                     }
                 }
-                self.remove_finalizer(def, object, ORPHAN_FINALIZER).await?;
+                // Release the owner only once no dependent refers to it any more (the next
+                // pass sees the patched dependents).
+                if deps.is_empty() {
+                    self.remove_finalizer(def, object, ORPHAN_FINALIZER).await?;
+                }
             } else if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
                 if deps.is_empty() {
                     self.remove_finalizer(def, object, FOREGROUND_FINALIZER)
@@ -255,7 +259,11 @@ impl Registry {
             )
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // Decide again soon on what this write changed.
+                self.gc_wakeup.notify_one();
+                Ok(())
+            }
             Err(e) if e.code == 404 || e.code == 409 => Ok(()),
             Err(e) => Err(e),
         }

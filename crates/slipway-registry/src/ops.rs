@@ -88,6 +88,16 @@ impl Registry {
                 "resourceVersionMatch is forbidden unless resourceVersion is provided",
             ));
         }
+        if params.continue_token.is_some()
+            && params
+                .resource_version
+                .as_deref()
+                .is_some_and(|rv| !rv.is_empty() && rv != "0")
+        {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
         if params.continue_token.is_some() || limit.is_some() || exact {
             return self.list_from_store(&prefix, params, limit, exact).await;
         }
@@ -181,8 +191,21 @@ impl Registry {
         &self,
         def: &ResourceDef,
         ns: Option<&str>,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        self.create_with(def, ns, obj, opts, None).await
+    }
+
+    /// Create; `managed_fields`, when given, are recorded instead of an Update entry for the
+    /// writer (server-side apply creates with its Apply entry in the same single write).
+    async fn create_with(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
         mut obj: Value,
         opts: &WriteOptions,
+        managed_fields: Option<Value>,
     ) -> Result<Written, ApiError> {
         let ns = scope(def, ns)?;
         check_type(def, &obj)?;
@@ -231,14 +254,20 @@ impl Registry {
             map.remove("status");
         }
         let warnings = self.prepare(def, &mut obj, None, opts)?;
-        let obj = ssa::track_update(
-            None,
-            &obj,
-            &def.schema,
-            opts.manager(),
-            scope_of(def, Subresource::Main),
-            &now,
-        );
+        let obj = match managed_fields {
+            Some(entries) => {
+                meta::metadata_mut(&mut obj).insert("managedFields".into(), entries);
+                obj
+            }
+            None => ssa::track_update(
+                None,
+                &obj,
+                &def.schema,
+                opts.manager(),
+                scope_of(def, Subresource::Main),
+                &now,
+            ),
+        };
         self.create_prepared(def, ns, obj, opts, warnings).await
     }
 
@@ -446,37 +475,10 @@ impl Registry {
             {
                 map.remove("managedFields");
             }
-            let mut written = match self.create(def, ns, created, opts).await {
-                Err(e) if e.code == 409 && e.reason == "AlreadyExists" => None,
-                other => Some(other?),
-            };
-            if let Some(w) = written.as_mut() {
-                if let Some(managed) = managed {
-                    // Replace the Update entry the create path recorded with the Apply entry.
-                    if !opts.dry_run {
-                        let rev = meta::resource_version(&w.object)
-                            .map(parse_resource_version)
-                            .transpose()?;
-                        let mut fixed = w.object.clone();
-                        meta::metadata_mut(&mut fixed).insert("managedFields".into(), managed);
-                        let bytes = codec::encode(&fixed)?;
-                        match self
-                            .store
-                            .update(&key, bytes, rev.unwrap_or_default())
-                            .await
-                        {
-                            Ok(new_rev) => {
-                                codec::set_resource_version(&mut fixed, new_rev);
-                                w.object = fixed;
-                            }
-                            Err(StoreError::Conflict { .. }) => {}
-                            Err(e) => return Err(store_error(e)),
-                        }
-                    } else {
-                        meta::metadata_mut(&mut w.object).insert("managedFields".into(), managed);
-                    }
-                }
-                return Ok(written.take().expect("checked above"));
+            match self.create_with(def, ns, created, opts, managed).await {
+                // Someone created it meanwhile: apply to what is there.
+                Err(e) if e.code == 409 && e.reason == "AlreadyExists" => {}
+                other => return other,
             }
         }
         let force = opts.force;
@@ -534,6 +536,7 @@ impl Registry {
             let requested = mutate(&current)?;
             check_type(def, &requested)?;
             check_name(&requested, name)?;
+            check_identity(def, &current, &requested)?;
             let mut new = self.merge_for_update(def, &current, requested, subresource)?;
             let warnings = self.prepare(def, &mut new, Some(&current), opts)?;
             bump_generation(def, &current, &mut new);
@@ -660,6 +663,19 @@ impl Registry {
         }
         meta_map.remove("resourceVersion");
         meta_map.remove("selfLink");
+        if is_namespace(def) {
+            // Only the namespace finalizer (the registry's own loop) edits spec.finalizers.
+            let old_finalizers = current.pointer("/spec/finalizers").cloned();
+            if let Some(map) = new.as_object_mut() {
+                let spec = map.entry("spec").or_insert_with(|| json!({}));
+                if let Some(spec) = spec.as_object_mut() {
+                    match old_finalizers {
+                        Some(f) => spec.insert("finalizers".into(), f),
+                        None => spec.remove("finalizers"),
+                    };
+                }
+            }
+        }
         if old_meta.contains_key("deletionTimestamp") {
             let old: Vec<String> = meta::finalizers(current);
             let added: Vec<String> = meta::finalizers(&new)
@@ -789,6 +805,11 @@ impl Registry {
                 _ => {}
             }
             let namespace_kind = is_namespace(def);
+            if namespace_kind && matches!(name, "default" | "kube-system" | "kube-public") {
+                return Err(ApiError::forbidden(format!(
+                    "namespace \"{name}\" is forbidden: this namespace may not be deleted"
+                )));
+            }
             if finalizers.is_empty() && !namespace_kind {
                 if opts.dry_run {
                     return Ok(Deleted::Gone(current));
@@ -1015,6 +1036,32 @@ fn check_type(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
             k.as_str().unwrap_or("<not a string>"),
             def.kind
         )));
+    }
+    Ok(())
+}
+
+/// A body may repeat the stored uid and namespace but not change them.
+fn check_identity(def: &ResourceDef, current: &Value, requested: &Value) -> Result<(), ApiError> {
+    if let Some(ns) = meta::namespace(requested).filter(|n| !n.is_empty())
+        && Some(ns) != meta::namespace(current)
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if let Some(uid) = meta::uid(requested).filter(|u| !u.is_empty())
+        && Some(uid) != meta::uid(current)
+    {
+        return Err(ApiError::invalid(
+            &def.kind,
+            &def.group,
+            meta::name(current).unwrap_or_default(),
+            &[FieldError::invalid(
+                &FieldPath::root("metadata").child("uid"),
+                &Value::String(uid.to_string()),
+                "field is immutable",
+            )],
+        ));
     }
     Ok(())
 }

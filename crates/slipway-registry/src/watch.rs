@@ -106,8 +106,17 @@ impl Filter {
             EventKind::Deleted => return None,
             _ if now && before => WatchEventType::Modified,
             _ if now => WatchEventType::Added,
-            // It no longer matches: for this watcher it is gone.
-            _ if before => WatchEventType::Deleted,
+            // It no longer matches: for this watcher it is gone, as last seen (kube-apiserver
+            // sends the previous state with the new resourceVersion).
+            _ if before => {
+                let mut last = ev.prev.as_deref().cloned().unwrap_or_default();
+                crate::codec::set_resource_version(&mut last, ev.revision);
+                return Some(WatchEvent {
+                    type_: WatchEventType::Deleted,
+                    object: Arc::new(last),
+                    source: None,
+                });
+            }
             _ => return None,
         };
         Some(WatchEvent {
@@ -155,7 +164,7 @@ impl Registry {
             if !errs.is_empty() {
                 return Err(ApiError::invalid("ListOptions", "meta.k8s.io", "", &errs));
             }
-        } else if params.resource_version_match.is_some() {
+        } else if params.send_initial_events.is_none() && params.resource_version_match.is_some() {
             return Err(ApiError::invalid(
                 "ListOptions",
                 "meta.k8s.io",

@@ -3066,7 +3066,6 @@ async fn watch_selector_transitions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a watch DELETED event for an object relabelled out of the selector carries the new object (which does not match) instead of the previous state (watch.rs Filter::translate)"]
 async fn watch_selector_exit_event_carries_the_previous_state() {
     // kube-apiserver's cacheWatcher sends the *previous* object (with the event's
     // resourceVersion) when an object stops matching, so the DELETED object still matches
@@ -3592,7 +3591,6 @@ async fn update_with_an_invalid_resource_version_is_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: an update whose body carries another uid silently keeps the stored uid instead of failing (ops.rs merge_for_update)"]
 async fn update_with_another_uid_is_rejected() {
     // kube-apiserver: metadata.uid is immutable (422 Invalid, "field is immutable"); a body
     // naming another uid is addressed at another incarnation of the object.
@@ -3611,7 +3609,6 @@ async fn update_with_another_uid_is_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: an update whose body names another namespace is accepted (namespace silently reset) instead of 400 (ops.rs update/check_name)"]
 async fn update_with_mismatched_namespace_is_400() {
     let env = env().await;
     create_ns(&env, "other").await;
@@ -3680,7 +3677,6 @@ async fn noop_update_by_another_manager_keeps_resource_version() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: server-side apply that creates an object writes twice (create, then a managedFields fix-up): watchers see ADDED then MODIFIED (ops.rs Registry::apply)"]
 async fn apply_create_is_one_write() {
     let env = env().await;
     let start = env.reg.store().current_revision().await.unwrap();
@@ -3837,7 +3833,6 @@ async fn a_dependent_of_an_owner_that_never_existed_is_collected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a terminating namespace's spec.finalizers can be cleared by a plain update, deleting the namespace while content remains (ops.rs merge_for_update / NamespaceStrategy)"]
 async fn namespace_spec_finalizers_are_not_writable_by_update() {
     // kube-apiserver's namespace strategy keeps spec.finalizers on update; only the
     // /finalize subresource (the namespace controller) may change them.
@@ -3863,7 +3858,6 @@ async fn namespace_spec_finalizers_are_not_writable_by_update() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: the default namespace can be deleted (kube-apiserver refuses with 403); ops.rs delete has no such check"]
 async fn the_default_namespace_cannot_be_deleted() {
     let env = env().await;
     expect_err(
@@ -3878,7 +3872,6 @@ async fn the_default_namespace_cannot_be_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a list with both a continue token and a resourceVersion is accepted (kube-apiserver: 400, the token carries the revision) (ops.rs list)"]
 async fn continue_with_resource_version_is_400() {
     let env = env().await;
     for i in 0..3 {
@@ -3910,7 +3903,6 @@ async fn continue_with_resource_version_is_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: sendInitialEvents=false with resourceVersionMatch=NotOlderThan is refused with 422 (kube-apiserver accepts it: a plain watch from the revision) (watch.rs Registry::watch)"]
 async fn watch_with_send_initial_events_false() {
     let env = env().await;
     let a = create_cm(&env, "default", cm_obj("a")).await;
