@@ -87,8 +87,9 @@ async fn api(args: ApiArgs) -> anyhow::Result<()> {
 
 #[cfg(feature = "etcd")]
 async fn etcd(args: &ApiArgs) -> anyhow::Result<()> {
-    let etcd = slipway_store_etcd::testing::EtcdProcess::start();
+    // etcd's data on the same disk as SQLite's, so both pay for the same fsyncs.
     let dir = tempfile::tempdir()?;
+    let etcd = slipway_store_etcd::testing::EtcdProcess::start_in(dir.path());
     let store: Arc<dyn Store> =
         Arc::new(slipway_store_etcd::EtcdStore::connect(&etcd.endpoints(), "/bench").await?);
     println!("\n== etcd ({}) ==", etcd.endpoints().join(","));
