@@ -261,36 +261,44 @@ async fn api(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
         }
         ApiPath::Resource(r) => r,
     };
-    if let Some(len) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > MAX_BODY_BYTES
-    {
-        return too_large().into_response();
-    }
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let body = match read_body(body).await {
         Ok(b) => b,
-        Err(e) => {
-            let is_limit = std::error::Error::source(&e).is_some_and(|s| {
-                s.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-            }) || e.to_string().contains("length limit");
-            return if is_limit {
-                too_large().into_response()
-            } else {
-                Reply::error(ApiError::bad_request(format!(
-                    "reading the request body: {e}"
-                )))
-                .into_response()
-            };
-        }
+        Err(reply) => return reply.into_response(),
     };
     let query = Query::parse(parts.uri.query());
     handlers::handle(server, parts.method, resource, query, parts.headers, body)
         .await
         .into_response()
+}
+
+/// Read a request body up to [`MAX_BODY_BYTES`]. A larger body is still drained (up to a
+/// bound) before the 413, so the client reads the answer instead of a reset connection.
+async fn read_body(body: Body) -> Result<bytes::Bytes, Reply> {
+    use http_body_util::BodyExt as _;
+    const DRAIN_LIMIT: usize = 8 * MAX_BODY_BYTES;
+    let mut body = body;
+    let mut out = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Reply::error(ApiError::bad_request(format!(
+                "reading the request body: {e}"
+            )))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            if seen <= MAX_BODY_BYTES {
+                out.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(out.freeze())
 }
 
 fn too_large() -> Reply {
