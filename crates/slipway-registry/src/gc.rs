@@ -34,6 +34,11 @@ async fn run(registry: Weak<Registry>) {
             return;
         };
         let interval = reg.config.gc_interval;
+        // Decide on a cache that has caught up with every write made so far (including the
+        // ones that woke this pass), so a pass never acts on a state older than its trigger.
+        if let Ok(current) = reg.store.current_revision().await {
+            let _ = reg.cache.wait_for(current, reg.config.cache_wait).await;
+        }
         let revision = reg.cache.revision();
         if revision != last_seen {
             last_seen = revision;

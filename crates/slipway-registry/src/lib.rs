@@ -194,7 +194,7 @@ impl Default for RegistryConfig {
         Self {
             watch_window: 100_000,
             compaction_interval: Some(Duration::from_secs(300)),
-            gc_interval: Duration::from_secs(30),
+            gc_interval: Duration::from_secs(10),
             bookmark_interval: Duration::from_secs(60),
             cache_wait: Duration::from_secs(3),
         }
