@@ -677,14 +677,12 @@ mod smp_tests {
             apply_strategic_merge_patch(&live, &replace).unwrap()["data"],
             json!({"c": "4"})
         );
-        let del = json!({"$deleteFromPrimitiveList/finalizers": ["f1"], "metadata": {}});
         let out = apply_strategic_merge_patch(
             &live,
             &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["f1"]}}),
         )
         .unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!([]));
-        let _ = del;
         assert_eq!(
             apply_strategic_merge_patch(&live, &json!([]))
                 .unwrap_err()

@@ -373,11 +373,7 @@ impl Registry {
     ) -> Result<Written, ApiError> {
         match patch {
             Patch::Merge(p) => {
-                let precondition = p
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .map(parse_resource_version)
-                    .transpose()?;
+                let precondition = resource_version_precondition(&p)?;
                 self.update_with(
                     def,
                     ns,
@@ -402,11 +398,7 @@ impl Registry {
                         "application/strategic-merge-patch+json",
                     ));
                 }
-                let precondition = p
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .map(parse_resource_version)
-                    .transpose()?;
+                let precondition = resource_version_precondition(&p)?;
                 self.update_with(
                     def,
                     ns,
@@ -442,13 +434,7 @@ impl Registry {
         let manager = opts.field_manager.as_deref().ok_or_else(|| {
             ApiError::bad_request("PATCH with apply requires a fieldManager parameter")
         })?;
-        if let Some(rv) = meta::resource_version(&config).filter(|rv| !rv.is_empty()) {
-            let _ = parse_resource_version(rv)?;
-        }
-        let precondition = meta::resource_version(&config)
-            .filter(|rv| !rv.is_empty())
-            .map(parse_resource_version)
-            .transpose()?;
+        let precondition = resource_version_precondition(&config)?;
         let ns_checked = scope(def, ns)?;
         let key = keys::key(def, ns_checked, name);
         let exists = self.store.get(&key).await.map_err(store_error)?.is_some();
@@ -932,6 +918,14 @@ impl Registry {
 
 fn scope_of(def: &ResourceDef, subresource: Subresource) -> ssa::Scope {
     ssa::Scope::new(def.status_subresource, subresource.name())
+}
+
+/// A non-empty `metadata.resourceVersion` in a patch or apply configuration is a precondition.
+fn resource_version_precondition(body: &Value) -> Result<Option<Revision>, ApiError> {
+    meta::resource_version(body)
+        .filter(|rv| !rv.is_empty())
+        .map(parse_resource_version)
+        .transpose()
 }
 
 fn push_unique(list: &mut Vec<String>, item: &str) {
