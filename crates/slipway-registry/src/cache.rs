@@ -1,6 +1,6 @@
 //! The watch cache: one store watch fanned out to every API watcher.
 //!
-//! A single task follows the store from a consistent list of [`keys::ROOT`](crate::keys::ROOT),
+//! A single task follows the store from a consistent list of the registry's key root,
 //! keeps the latest decoded state of every object, and a window of recent events. Watchers take
 //! a snapshot or replay the window under a read lock and subscribe to the live broadcast in the
 //! same critical section, so no event is missed or seen twice. A watcher that falls behind the
@@ -18,7 +18,6 @@ use slipway_store::{EventKind, ListOptions, Revision, Store, StoreError};
 use tokio::sync::{broadcast, watch};
 
 use crate::codec;
-use crate::keys::ROOT;
 
 /// One change, as the cache saw it.
 #[derive(Debug)]
@@ -255,10 +254,10 @@ impl WatchCache {
     }
 
     /// Follow the store forever: load, then apply its watch; reload on any watch failure.
-    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>) {
+    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, root: String) {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.load_and_follow(&store).await {
+            match self.load_and_follow(&store, &root).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "watch cache lost the store watch; reloading");
@@ -269,14 +268,14 @@ impl WatchCache {
         }
     }
 
-    async fn load_and_follow(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
+    async fn load_and_follow(&self, store: &Arc<dyn Store>, root: &str) -> Result<(), StoreError> {
         let revision = store.current_revision().await?;
         let mut objects = BTreeMap::new();
         let mut start_after = None;
         loop {
             let page = store
                 .list(
-                    ROOT,
+                    root,
                     ListOptions {
                         revision: Some(revision),
                         start_after: start_after.clone(),
@@ -299,7 +298,7 @@ impl WatchCache {
                 break;
             }
         }
-        let mut stream = store.watch(ROOT, revision).await?;
+        let mut stream = store.watch_with_progress(root, revision).await?;
         {
             let mut state = self.write();
             state.objects = objects;
@@ -318,7 +317,12 @@ impl WatchCache {
                 if revision <= state.revision {
                     continue;
                 }
-                self.apply(&mut state, event);
+                if event.kind == EventKind::Progress {
+                    // Nothing changed under the root up to here (other roots share the store).
+                    state.revision = revision;
+                } else {
+                    self.apply(&mut state, event);
+                }
             }
             self.progress.send_replace(revision);
         }

@@ -48,11 +48,13 @@ async fn run(registry: Weak<Registry>) {
             }
         }
         // Deletions wake the collector at once; everything else is caught by the interval.
+        // The wait holds no reference to the registry, so dropping it ends this loop.
+        let wakeup = Arc::clone(&reg.gc_wakeup);
+        drop(reg);
         tokio::select! {
-            () = reg.gc_wakeup.notified() => {}
+            () = wakeup.notified() => {}
             () = tokio::time::sleep(interval) => {}
         }
-        drop(reg);
     }
 }
 
@@ -64,7 +66,7 @@ impl Registry {
     fn def_for_key(&self, key: &str) -> Option<Arc<ResourceDef>> {
         self.defs
             .iter()
-            .find(|d| key.starts_with(&crate::keys::prefix(d, None)))
+            .find(|d| key.starts_with(&self.keys.prefix(d, None)))
             .cloned()
     }
 

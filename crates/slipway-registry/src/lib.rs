@@ -187,6 +187,10 @@ pub struct RegistryConfig {
     pub bookmark_interval: Duration,
     /// How long a read waits for the watch cache to reach a requested revision.
     pub cache_wait: Duration,
+    /// Where in the store the registry keeps its objects (see [`keys`]).
+    pub keys: keys::Keys,
+    /// Namespaces created at start and protected from deletion.
+    pub system_namespaces: Vec<String>,
 }
 
 impl Default for RegistryConfig {
@@ -197,6 +201,8 @@ impl Default for RegistryConfig {
             gc_interval: Duration::from_secs(10),
             bookmark_interval: Duration::from_secs(60),
             cache_wait: Duration::from_secs(3),
+            keys: keys::Keys::default(),
+            system_namespaces: vec!["default".to_string()],
         }
     }
 }
@@ -206,35 +212,66 @@ pub struct Registry {
     store: Arc<dyn Store>,
     defs: Vec<Arc<ResourceDef>>,
     cache: Arc<cache::WatchCache>,
+    keys: keys::Keys,
     config: RegistryConfig,
-    gc_wakeup: tokio::sync::Notify,
+    gc_wakeup: Arc<tokio::sync::Notify>,
+    /// Dropped with the registry: stops the watch cache's task.
+    _stop: tokio::sync::watch::Sender<()>,
 }
 
 impl Registry {
     /// Open a registry serving `defs` over `store`, load the watch cache and start the
     /// background loops (watch cache, garbage collector, namespace finalizer, compaction).
-    /// Creates the `default` namespace if missing.
+    /// Creates the system namespaces (`default`) if missing. The loops end when the registry
+    /// is dropped.
     pub async fn start(
         store: Arc<dyn Store>,
         defs: Vec<ResourceDef>,
         config: RegistryConfig,
     ) -> Result<Arc<Self>, ApiError> {
+        Self::start_shared(store, defs.into_iter().map(Arc::new).collect(), config).await
+    }
+
+    /// [`Registry::start`] with kind definitions shared with other registries (many logical
+    /// clusters serving the same kinds keep one copy of each schema).
+    pub async fn start_shared(
+        store: Arc<dyn Store>,
+        defs: Vec<Arc<ResourceDef>>,
+        config: RegistryConfig,
+    ) -> Result<Arc<Self>, ApiError> {
         let cache = cache::WatchCache::new(config.watch_window);
+        let (stop, mut stopped) = tokio::sync::watch::channel(());
         let registry = Arc::new(Self {
             store: Arc::clone(&store),
-            defs: defs.into_iter().map(Arc::new).collect(),
+            defs,
             cache: Arc::clone(&cache),
+            keys: config.keys.clone(),
             config,
-            gc_wakeup: tokio::sync::Notify::new(),
+            gc_wakeup: Arc::new(tokio::sync::Notify::new()),
+            _stop: stop,
         });
-        tokio::spawn(Arc::clone(&cache).run(Arc::clone(&store)));
+        let follow = Arc::clone(&cache).run(Arc::clone(&store), registry.keys.root().to_string());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = follow => {}
+                // Err: the registry was dropped.
+                _ = stopped.changed() => {}
+            }
+        });
         cache.ready().await;
         gc::spawn(&registry);
         if let Some(interval) = registry.config.compaction_interval {
             tokio::spawn(compaction_loop(Arc::downgrade(&registry), interval));
         }
-        registry.ensure_namespace("default").await?;
+        for ns in &registry.config.system_namespaces {
+            registry.ensure_namespace(ns).await?;
+        }
         Ok(registry)
+    }
+
+    /// Where this registry keeps its objects in the store.
+    pub fn keys(&self) -> &keys::Keys {
+        &self.keys
     }
 
     /// Every served kind.

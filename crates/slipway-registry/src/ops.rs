@@ -12,7 +12,7 @@ use slipway_store::{ListOptions, Revision, StoreError};
 use crate::codec::{self, parse_resource_version};
 use crate::{
     DeleteOptions, Deleted, FieldValidation, ListParams, ObjectList, Patch, Propagation, Registry,
-    Subresource, WriteOptions, Written, keys, store_error,
+    Subresource, WriteOptions, Written, store_error,
 };
 
 /// Finalizer the garbage collector honours for foreground deletion.
@@ -54,7 +54,7 @@ impl Registry {
         name: &str,
     ) -> Result<Value, ApiError> {
         let ns = scope(def, ns)?;
-        let key = keys::key(def, ns, name);
+        let key = self.keys.key(def, ns, name);
         match self.store.get(&key).await.map_err(store_error)? {
             Some(kv) => codec::decode(&kv.value, kv.mod_revision),
             None => Err(ApiError::not_found(&def.plural, &def.group, name)),
@@ -73,7 +73,7 @@ impl Registry {
         } else {
             None
         };
-        let prefix = keys::prefix(def, ns);
+        let prefix = self.keys.prefix(def, ns);
         let limit = params.limit.filter(|l| *l > 0);
         let exact = params.resource_version_match.as_deref() == Some("Exact");
         if let Some(m) = params.resource_version_match.as_deref()
@@ -290,7 +290,7 @@ impl Registry {
                 created: true,
             });
         }
-        let key = keys::key(def, ns, &name);
+        let key = self.keys.key(def, ns, &name);
         let bytes = codec::encode(&obj)?;
         match self.store.create(&key, bytes).await {
             Ok(rev) => {
@@ -313,7 +313,7 @@ impl Registry {
         let Some(ns_def) = self.resource("", "v1", "namespaces") else {
             return Ok(());
         };
-        let key = keys::key(&ns_def, None, ns);
+        let key = self.keys.key(&ns_def, None, ns);
         let found = match self.cache.get(&key) {
             Some(obj) => Some((*obj).clone()),
             None => match self.store.get(&key).await.map_err(store_error)? {
@@ -436,7 +436,7 @@ impl Registry {
         })?;
         let precondition = resource_version_precondition(&config)?;
         let ns_checked = scope(def, ns)?;
-        let key = keys::key(def, ns_checked, name);
+        let key = self.keys.key(def, ns_checked, name);
         let exists = self.store.get(&key).await.map_err(store_error)?.is_some();
         if !exists {
             if subresource == Subresource::Status {
@@ -508,7 +508,7 @@ impl Registry {
         mutate: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Written, ApiError> {
         let ns = scope(def, ns)?;
-        let key = keys::key(def, ns, name);
+        let key = self.keys.key(def, ns, name);
         loop {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
                 return Err(ApiError::not_found(&def.plural, &def.group, name));
@@ -752,7 +752,7 @@ impl Registry {
         opts: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
         let ns = scope(def, ns)?;
-        let key = keys::key(def, ns, name);
+        let key = self.keys.key(def, ns, name);
         loop {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
                 return Err(ApiError::not_found(&def.plural, &def.group, name));
@@ -887,7 +887,7 @@ impl Registry {
         def: &ResourceDef,
         name: &str,
     ) -> Result<(), ApiError> {
-        let key = keys::key(def, None, name);
+        let key = self.keys.key(def, None, name);
         let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
             return Ok(());
         };

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::cache::{CacheEvent, Subscription};
 use crate::codec::parse_resource_version;
-use crate::{Registry, keys, store_error};
+use crate::{Registry, store_error};
 
 /// How a watch starts and what it sees.
 #[derive(Debug, Clone, Default)]
@@ -142,7 +142,7 @@ impl Registry {
             None
         };
         let filter = Filter {
-            prefix: keys::prefix(def, ns),
+            prefix: self.keys.prefix(def, ns),
             labels: params.label_selector.clone(),
             fields: params.field_selector.clone(),
         };

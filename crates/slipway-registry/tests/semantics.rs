@@ -44,6 +44,7 @@ fn config() -> RegistryConfig {
         gc_interval: Duration::from_millis(200),
         bookmark_interval: Duration::from_millis(200),
         cache_wait: Duration::from_secs(2),
+        ..Default::default()
     }
 }
 

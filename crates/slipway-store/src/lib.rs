@@ -64,6 +64,10 @@ pub enum EventKind {
     Updated,
     /// The key was deleted; the event carries its last value.
     Deleted,
+    /// No change: every change under the watched prefix up to `kv.mod_revision` has been
+    /// delivered (`kv.key` is the prefix, the value empty). Only from
+    /// [`Store::watch_with_progress`].
+    Progress,
 }
 
 /// One change seen by a watch.
@@ -151,6 +155,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every change to keys starting with `prefix` after revision `after`, then live ones.
     /// `after` older than the compacted revision fails with `Compacted`.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+
+    /// Like [`Store::watch`], and also reports progress: when the store moved past revisions
+    /// that changed nothing under `prefix`, a [`EventKind::Progress`] event says so (etcd's
+    /// progress notifications). A reader following one prefix of a store shared with other
+    /// writers needs this to know it is up to date. Backends that cannot report progress
+    /// return a plain watch: correct for a store whose every write is under the prefix.
+    async fn watch_with_progress(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        self.watch(prefix, after).await
+    }
 
     /// The store's current revision (that of the last write).
     async fn current_revision(&self) -> Result<Revision>;

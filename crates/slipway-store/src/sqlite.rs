@@ -733,6 +733,10 @@ struct Watcher {
     replaying: bool,
     pending: VecDeque<WatchEvent>,
     done: bool,
+    /// Report `Progress` for revisions that changed nothing under the prefix.
+    progress: bool,
+    /// The revision of the last event or progress report handed out.
+    reported: Revision,
 }
 
 impl Watcher {
@@ -752,12 +756,36 @@ impl Watcher {
             self.upto = last.revision();
         }
         self.pending.extend(events);
+        if complete {
+            self.report_progress();
+        }
         Ok(())
+    }
+
+    /// Queue a progress report when the watcher is ahead of everything it handed out.
+    fn report_progress(&mut self) {
+        let last = self
+            .pending
+            .back()
+            .map_or(self.reported, WatchEvent::revision);
+        if self.progress && self.upto > last {
+            self.pending.push_back(WatchEvent {
+                kind: EventKind::Progress,
+                kv: KeyValue {
+                    key: self.prefix.clone(),
+                    value: Bytes::new(),
+                    create_revision: 0,
+                    mod_revision: self.upto,
+                },
+                prev: None,
+            });
+        }
     }
 
     async fn next(&mut self) -> Option<Result<WatchEvent>> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
+                self.reported = ev.revision();
                 return Some(Ok(ev));
             }
             if self.done {
@@ -785,6 +813,7 @@ impl Watcher {
                             .cloned(),
                     );
                     self.upto = batch.revision;
+                    self.report_progress();
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, prefix = %self.prefix, "watch fell behind, replaying");
@@ -795,6 +824,37 @@ impl Watcher {
                 }
             }
         }
+    }
+}
+
+impl SqliteStore {
+    async fn watch_from(
+        &self,
+        prefix: &str,
+        after: Revision,
+        progress: bool,
+    ) -> Result<WatchStream> {
+        let live = self.shared.subscribe()?;
+        let (lo, hi) = key_range(prefix, None);
+        let mut watcher = Watcher {
+            shared: self.shared.clone(),
+            prefix: prefix.to_string(),
+            lo,
+            hi,
+            live,
+            upto: after.max(0),
+            replaying: true,
+            pending: VecDeque::new(),
+            done: false,
+            progress,
+            reported: after.max(0),
+        };
+        // The first page runs now, so a compacted start fails the call itself.
+        watcher.replay_page().await?;
+        let stream = futures::stream::unfold(watcher, |mut w| async move {
+            w.next().await.map(|item| (item, w))
+        });
+        Ok(Box::pin(stream))
     }
 }
 
@@ -917,25 +977,11 @@ impl Store for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        let live = self.shared.subscribe()?;
-        let (lo, hi) = key_range(prefix, None);
-        let mut watcher = Watcher {
-            shared: self.shared.clone(),
-            prefix: prefix.to_string(),
-            lo,
-            hi,
-            live,
-            upto: after.max(0),
-            replaying: true,
-            pending: VecDeque::new(),
-            done: false,
-        };
-        // The first page runs now, so a compacted start fails the call itself.
-        watcher.replay_page().await?;
-        let stream = futures::stream::unfold(watcher, |mut w| async move {
-            w.next().await.map(|item| (item, w))
-        });
-        Ok(Box::pin(stream))
+        self.watch_from(prefix, after, false).await
+    }
+
+    async fn watch_with_progress(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        self.watch_from(prefix, after, true).await
     }
 
     async fn current_revision(&self) -> Result<Revision> {

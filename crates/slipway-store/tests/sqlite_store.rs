@@ -607,3 +607,33 @@ async fn verify(store: &SqliteStore, round: usize, acks: &[Ack], previous_max: i
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_with_progress_reports_revisions_that_changed_nothing_under_the_prefix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("store.db")).expect("open");
+    let before = store.create("/b/x", b("0")).await.expect("create");
+    // Replay: history holds nothing under /a/, so the watcher reports progress up to now.
+    let mut w = store.watch_with_progress("/a/", 0).await.expect("watch");
+    let ev = next(&mut w).await;
+    assert_eq!(ev.kind, EventKind::Progress);
+    assert_eq!(ev.revision(), before);
+    assert_eq!(ev.kv.key, "/a/");
+
+    // Live: a write elsewhere is progress, a write under the prefix is an event.
+    let other = store.create("/b/y", b("1")).await.expect("create");
+    let ev = next(&mut w).await;
+    assert_eq!((ev.kind, ev.revision()), (EventKind::Progress, other));
+    let mine = store.create("/a/1", b("2")).await.expect("create");
+    let ev = next(&mut w).await;
+    assert_eq!((ev.kind, ev.revision()), (EventKind::Created, mine));
+
+    // A plain watch never reports progress.
+    let mut plain = store.watch("/a/", 0).await.expect("watch");
+    store.create("/b/z", b("3")).await.expect("create");
+    let last = store.create("/a/2", b("4")).await.expect("create");
+    let ev = next(&mut plain).await;
+    assert_eq!((ev.kind, ev.revision()), (EventKind::Created, mine));
+    let ev = next(&mut plain).await;
+    assert_eq!((ev.kind, ev.revision()), (EventKind::Created, last));
+}
