@@ -13,6 +13,7 @@ pub mod pki;
 mod protobuf;
 pub mod request;
 mod response;
+pub mod tenants;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::json;
-use slipway_apimachinery::ApiError;
+use slipway_apimachinery::{ApiError, ResourceDef};
 use slipway_registry::Registry;
 use tokio::net::TcpListener;
 
@@ -39,26 +40,50 @@ use crate::response::Reply;
 pub const KUBERNETES_MAJOR: &str = "1";
 pub const KUBERNETES_MINOR: &str = "33";
 
-/// Shared state of the HTTP handlers.
+/// What the API serves about itself, derived from the kinds alone (discovery and OpenAPI
+/// documents): built once and shared by every API serving the same kinds.
+pub struct Surface {
+    discovery: Discovery,
+    openapi: openapi::OpenApi,
+}
+
+impl Surface {
+    pub fn new(defs: &[Arc<ResourceDef>]) -> Arc<Self> {
+        let discovery = Discovery::new(defs);
+        let owned: Vec<_> = defs.iter().map(|d| (**d).clone()).collect();
+        Arc::new(Self {
+            discovery,
+            openapi: openapi::OpenApi::new(&owned),
+        })
+    }
+}
+
+/// Shared state of the HTTP handlers of one API (one registry).
 pub struct ApiServer {
     pub registry: Arc<Registry>,
     tokens: pki::Tokens,
-    discovery: Discovery,
-    openapi: openapi::OpenApi,
-    pub metrics: Metrics,
+    surface: Arc<Surface>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl ApiServer {
     pub fn new(registry: Arc<Registry>, tokens: pki::Tokens) -> Arc<Self> {
-        let discovery = Discovery::new(registry.resources());
-        let defs: Vec<_> = registry.resources().iter().map(|d| (**d).clone()).collect();
-        let openapi = openapi::OpenApi::new(&defs);
+        let surface = Surface::new(registry.resources());
+        Self::with_surface(registry, tokens, surface, Arc::new(Metrics::new()))
+    }
+
+    /// An API over `registry` sharing its discovery/OpenAPI documents and metrics with others.
+    pub fn with_surface(
+        registry: Arc<Registry>,
+        tokens: pki::Tokens,
+        surface: Arc<Surface>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             registry,
             tokens,
-            discovery,
-            openapi,
-            metrics: Metrics::new(),
+            surface,
+            metrics,
         })
     }
 
@@ -165,7 +190,7 @@ fn not_acceptable(req: &Request) -> Response {
 }
 
 async fn openapi_v2(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
-    match server.openapi.v2_for(accept_of(&req)) {
+    match server.surface.openapi.v2_for(accept_of(&req)) {
         Some((content_type, doc)) => cached(&req, content_type, doc),
         None => not_acceptable(&req),
     }
@@ -175,7 +200,7 @@ async fn openapi_v3_index(State(server): State<Arc<ApiServer>>, req: Request) ->
     if !openapi::accepts_v3_json(accept_of(&req)) {
         return not_acceptable(&req);
     }
-    cached(&req, "application/json", server.openapi.v3_index())
+    cached(&req, "application/json", server.surface.openapi.v3_index())
 }
 
 async fn openapi_v3_doc(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
@@ -187,7 +212,7 @@ async fn openapi_v3_doc(State(server): State<Arc<ApiServer>>, req: Request) -> R
         .path()
         .trim_start_matches("/openapi/v3/")
         .to_string();
-    match server.openapi.v3(&path) {
+    match server.surface.openapi.v3(&path) {
         Some(doc) => cached(&req, "application/json", doc),
         None => Reply::error(ApiError::path_not_found(req.uri().path())).into_response(),
     }
@@ -243,21 +268,23 @@ async fn api(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
                 .into_response();
             }
             if let Some(v) = discovery::wants_aggregated(accept.as_deref()) {
-                let doc = server.discovery.aggregated(legacy, v);
+                let doc = server.surface.discovery.aggregated(legacy, v);
                 return Reply::json(StatusCode::OK, &doc)
                     .with_content_type(discovery::aggregated_content_type(v))
                     .into_response();
             }
             let doc = if legacy {
-                server.discovery.api_versions()
+                server.surface.discovery.api_versions()
             } else {
-                server.discovery.api_group_list()
+                server.surface.discovery.api_group_list()
             };
             return discovery_reply(Some(doc));
         }
-        ApiPath::Group(group) => return discovery_reply(server.discovery.api_group(&group)),
+        ApiPath::Group(group) => {
+            return discovery_reply(server.surface.discovery.api_group(&group));
+        }
         ApiPath::GroupVersion { group, version } => {
-            return discovery_reply(server.discovery.resource_list(&group, &version));
+            return discovery_reply(server.surface.discovery.resource_list(&group, &version));
         }
         ApiPath::Resource(r) => r,
     };
@@ -339,15 +366,24 @@ pub async fn serve(registry: Arc<Registry>, config: &ServeConfig) -> Result<Runn
     let cert = pki::ensure_serving_cert(&config.data_dir, &names)?;
     let (tokens, kubeconfig) =
         pki::ensure_admin_kubeconfig(&config.data_dir, &pki::client_url(local_addr), &cert.ca_pem)?;
-    let tls = tls_config(&cert)?;
     let server = ApiServer::new(registry, tokens);
-    let router = server.router();
-    let task = tokio::spawn(accept_loop(listener, tls, router));
+    let task = spawn_https(listener, &cert, server.router())?;
     Ok(Running {
         local_addr,
         kubeconfig,
         task,
     })
+}
+
+/// Serve `router` over HTTPS (HTTP/2 and HTTP/1.1) on `listener` with `cert`, until the
+/// returned task is aborted.
+pub fn spawn_https(
+    listener: TcpListener,
+    cert: &pki::ServingCert,
+    router: Router,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let tls = tls_config(cert)?;
+    Ok(tokio::spawn(accept_loop(listener, tls, router)))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -225,6 +225,14 @@ impl Tokens {
         found
     }
 
+    /// An authenticator knowing one token, by the hex SHA-256 hash of it.
+    pub fn single(hash_hex: &str, user: User) -> Option<Self> {
+        let hash: [u8; 32] = hex::decode(hash_hex).ok()?.try_into().ok()?;
+        Some(Self {
+            entries: vec![(hash, user)],
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -266,12 +274,24 @@ pub fn ensure_admin_kubeconfig(
             token
         }
     };
-    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: slipway\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: slipway\n  context:\n    cluster: slipway\n    user: admin\n    namespace: default\ncurrent-context: slipway\n"
-    );
+    let kubeconfig = render_kubeconfig("slipway", server_url, ca_pem, "admin", &token);
     write_private(&kubeconfig_path, kubeconfig.as_bytes())?;
     Ok((tokens, kubeconfig_path))
+}
+
+/// A kubeconfig with one cluster, one token user and one context (named `name`, namespace
+/// `default`), trusting `ca_pem`.
+pub fn render_kubeconfig(
+    name: &str,
+    server_url: &str,
+    ca_pem: &str,
+    user: &str,
+    token: &str,
+) -> String {
+    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {user}\n    namespace: default\ncurrent-context: {name}\n"
+    )
 }
 
 /// The URL clients should use for a listen address (loopback for wildcard binds).
