@@ -11,6 +11,8 @@
 //! same store (under `/simhost/clusters/`), so a restart serves every cluster again with the
 //! same credentials. Creating a cluster is idempotent; deleting one removes its objects.
 
+pub mod bootstrap;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
