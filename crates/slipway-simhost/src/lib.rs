@@ -12,6 +12,7 @@
 //! same credentials. Creating a cluster is idempotent; deleting one removes its objects.
 
 pub mod bootstrap;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
