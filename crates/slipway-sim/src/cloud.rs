@@ -23,9 +23,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use slipway_provider::{
-    Catalog, LoadBalancer, LoadBalancerSpec, Machine, MachinePatch, MachinePhase, MachineReason,
-    MachineSpec, MachineStatus, MachineType, Network, NetworkSpec, Provider, ProviderError,
-    ResourceKind, Result, Subnet, SubnetSpec, Tags, tags_match, usable_addresses,
+    CapacityType, Catalog, LoadBalancer, LoadBalancerSpec, Machine, MachinePatch, MachinePhase,
+    MachineReason, MachineSpec, MachineStatus, MachineType, Network, NetworkSpec, Provider,
+    ProviderError, ResourceKind, Result, Subnet, SubnetSpec, Tags, tags_match, usable_addresses,
 };
 use slipway_store::sqlite::SqliteStore;
 use slipway_store::{ListOptions, Revision, Store, StoreError};
@@ -134,6 +134,61 @@ struct State {
     dirty: BTreeSet<String>,
     events: broadcast::Sender<MachineEvent>,
     next_spot_check: Option<Timestamp>,
+    /// `(deadline, machine id)` of every machine with a deadline, earliest first: the
+    /// lifecycle loop visits only these (and everything after a restart or a fault change).
+    deadlines: BTreeSet<(Timestamp, String)>,
+    /// The next pass looks at every machine, not only those whose deadline passed.
+    scan_all: bool,
+    /// vCPUs per machine type, from the catalog.
+    type_vcpus: HashMap<String, u64>,
+    /// vCPUs of machines that are not terminated, per region (the quota's usage).
+    vcpus_in_use: HashMap<String, u64>,
+    /// Machines that are not terminated, per `(zone, machine type)` (capacity's usage).
+    machines_in_use: HashMap<(String, String), u64>,
+    /// Real time a terminated machine's record is kept.
+    retention: Duration,
+}
+
+impl State {
+    /// Counts a machine that is not terminated against quota and capacity (`add`), or stops
+    /// counting it.
+    fn account(&mut self, spec: &MachineSpec, add: bool) {
+        let vcpus = self
+            .type_vcpus
+            .get(&spec.machine_type)
+            .copied()
+            .unwrap_or(0);
+        let region = self.vcpus_in_use.entry(spec.region.clone()).or_default();
+        if add {
+            *region += vcpus;
+        } else {
+            *region = region.saturating_sub(vcpus);
+        }
+        let count = self
+            .machines_in_use
+            .entry((spec.zone.clone(), spec.machine_type.clone()))
+            .or_default();
+        if add {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+/// Sets a machine's deadline, keeping the deadline index in step.
+fn set_deadline(
+    deadlines: &mut BTreeSet<(Timestamp, String)>,
+    rec: &mut MachineRecord,
+    due: Option<Timestamp>,
+) {
+    if let Some(old) = rec.due_at.take() {
+        deadlines.remove(&(old, rec.machine.id.clone()));
+    }
+    if let Some(new) = due {
+        deadlines.insert((new, rec.machine.id.clone()));
+    }
+    rec.due_at = due;
 }
 
 /// The simulated cloud. Cheap to share (`Arc`); implements [`Provider`].
@@ -226,6 +281,17 @@ impl SimCloud {
             dirty: BTreeSet::new(),
             events,
             next_spot_check: None,
+            deadlines: BTreeSet::new(),
+            scan_all: true,
+            type_vcpus: catalog
+                .catalog
+                .machine_types
+                .iter()
+                .map(|t| (t.name.clone(), u64::from(t.vcpu)))
+                .collect(),
+            vcpus_in_use: HashMap::new(),
+            machines_in_use: HashMap::new(),
+            retention: config.terminated_retention,
         };
         let mut revisions = HashMap::new();
         for kv in listed.items {
@@ -257,17 +323,31 @@ impl SimCloud {
             }
             revisions.insert(kv.key.clone(), kv.mod_revision);
         }
-        for rec in state.machines.values() {
+        let ids: Vec<String> = state.machines.keys().cloned().collect();
+        for id in ids {
+            let Some(mut rec) = state.machines.remove(&id) else {
+                continue;
+            };
             let m = &rec.machine;
             state.keys.insert(m.idempotency_key.clone(), m.id.clone());
-            if m.status.phase != MachinePhase::Terminated
-                && let (Some(ip), Some(subnet)) = (
-                    m.status.private_ip,
-                    state.subnets.get_mut(&m.spec.subnet_id),
-                )
-            {
-                subnet.allocated.insert(ip);
+            let due = rec.due_at.take();
+            if m.status.phase == MachinePhase::Terminated {
+                let purge_at = m
+                    .status
+                    .terminated_at
+                    .map(|t| after(t, config.terminated_retention));
+                set_deadline(&mut state.deadlines, &mut rec, due.or(purge_at));
+            } else {
+                state.account(&rec.machine.spec, true);
+                if let (Some(ip), Some(subnet)) = (
+                    rec.machine.status.private_ip,
+                    state.subnets.get_mut(&rec.machine.spec.subnet_id),
+                ) {
+                    subnet.allocated.insert(ip);
+                }
+                set_deadline(&mut state.deadlines, &mut rec, due);
             }
+            state.machines.insert(id, rec);
         }
         if let Some(scale) = config.time_scale
             && scale != state.faults.time_scale
@@ -369,6 +449,7 @@ impl SimCloud {
             }
             st.faults = faults.clone();
             st.next_spot_check = None;
+            st.scan_all = true;
             st.dirty.insert(FAULTS_KEY.to_string());
         }
         self.flush()
@@ -483,11 +564,25 @@ impl SimCloud {
 
     fn advance(&self, st: &mut State, now: Timestamp) -> Duration {
         let scale = st.faults.time_scale;
-        let ids: Vec<String> = st.machines.keys().cloned().collect();
+        let ids: Vec<String> = if std::mem::take(&mut st.scan_all) {
+            st.machines.keys().cloned().collect()
+        } else {
+            st.deadlines
+                .iter()
+                .take_while(|(due, _)| *due <= now)
+                .map(|(_, id)| id.clone())
+                .collect()
+        };
         for id in &ids {
             let Some(rec) = st.machines.get(id) else {
                 continue;
             };
+            if rec.machine.status.phase == MachinePhase::Terminated {
+                if rec.due_at.is_some_and(|d| d <= now) {
+                    purge(st, id);
+                }
+                continue;
+            }
             let inputs = Inputs {
                 phase: rec.machine.status.phase,
                 reason: rec.machine.status.reason,
@@ -550,19 +645,23 @@ impl SimCloud {
                     .machines
                     .values()
                     .filter(|r| {
-                        interrupts(
-                            r.machine.status.phase,
-                            r.machine.spec.capacity_type,
-                            1.0,
-                            0.0,
-                        )
+                        r.machine.status.phase == MachinePhase::Running
+                            && r.machine.spec.capacity_type == CapacityType::Spot
                     })
                     .map(|r| r.machine.id.clone())
                     .collect();
                 let ending = after(now, scale.real(self.config.termination_delay));
                 for id in candidates {
                     let roll = st.rng.random::<f64>();
-                    if roll < rate {
+                    let Some(rec) = st.machines.get(&id) else {
+                        continue;
+                    };
+                    if interrupts(
+                        rec.machine.status.phase,
+                        rec.machine.spec.capacity_type,
+                        rate,
+                        roll,
+                    ) {
                         set_phase(
                             st,
                             &id,
@@ -583,42 +682,10 @@ impl SimCloud {
             st.next_spot_check = None;
         }
 
-        // Purge terminated records past their retention.
-        let retention = self.config.terminated_retention;
-        let purge: Vec<String> = st
-            .machines
-            .values()
-            .filter(|r| {
-                r.machine.status.phase == MachinePhase::Terminated
-                    && r.machine
-                        .status
-                        .terminated_at
-                        .is_some_and(|t| after(t, retention) <= now)
-            })
-            .map(|r| r.machine.id.clone())
-            .collect();
-        for id in purge {
-            if let Some(rec) = st.machines.remove(&id) {
-                if st.keys.get(&rec.machine.idempotency_key) == Some(&id) {
-                    st.keys.remove(&rec.machine.idempotency_key);
-                }
-                st.dirty.insert(machine_key(&id));
-                let _ = st.events.send(MachineEvent {
-                    kind: MachineEventKind::Deleted,
-                    machine: rec.machine,
-                });
-            }
-        }
-
         // When to look again.
         let mut next = after(now, MAX_SLEEP);
-        for rec in st.machines.values() {
-            if let Some(d) = rec.due_at {
-                next = next.min(d);
-            }
-            if let Some(t) = rec.machine.status.terminated_at {
-                next = next.min(after(t, retention));
-            }
+        if let Some((due, _)) = st.deadlines.first() {
+            next = next.min(*due);
         }
         if let Some(t) = st.next_spot_check {
             next = next.min(t);
@@ -743,8 +810,30 @@ async fn write(
     }
 }
 
-/// Moves a machine to `phase`, records timestamps, releases its address when it terminates,
-/// and announces the change.
+/// Forgets a terminated machine (its key can name a new machine afterwards).
+fn purge(st: &mut State, id: &str) {
+    let Some(mut rec) = st.machines.remove(id) else {
+        return;
+    };
+    set_deadline(&mut st.deadlines, &mut rec, None);
+    if st
+        .keys
+        .get(&rec.machine.idempotency_key)
+        .map(String::as_str)
+        == Some(id)
+    {
+        st.keys.remove(&rec.machine.idempotency_key);
+    }
+    st.dirty.insert(machine_key(id));
+    let _ = st.events.send(MachineEvent {
+        kind: MachineEventKind::Deleted,
+        machine: rec.machine,
+    });
+}
+
+/// Moves a machine to `phase` with the deadline of that phase, records timestamps, releases
+/// its address and its quota when it terminates (its record then lives until the retention
+/// deadline), and announces the change.
 fn set_phase(
     st: &mut State,
     id: &str,
@@ -754,7 +843,7 @@ fn set_phase(
     due_at: Option<Timestamp>,
     now: Timestamp,
 ) {
-    let Some(rec) = st.machines.get_mut(id) else {
+    let Some(mut rec) = st.machines.remove(id) else {
         return;
     };
     let from = rec.machine.status.phase;
@@ -763,11 +852,10 @@ fn set_phase(
     status.phase_changed_at = now;
     status.reason = reason;
     status.message = message;
-    rec.due_at = due_at;
     if phase == MachinePhase::Running && status.running_at.is_none() {
         status.running_at = Some(now);
     }
-    if phase == MachinePhase::Terminated {
+    let due_at = if phase == MachinePhase::Terminated && from != MachinePhase::Terminated {
         status.terminated_at = Some(now);
         if let (Some(ip), Some(subnet)) = (
             status.private_ip,
@@ -775,8 +863,14 @@ fn set_phase(
         ) {
             subnet.allocated.remove(&ip);
         }
-    }
+        st.account(&rec.machine.spec, false);
+        Some(after(now, st.retention))
+    } else {
+        due_at
+    };
+    set_deadline(&mut st.deadlines, &mut rec, due_at);
     let machine = rec.machine.clone();
+    st.machines.insert(id.to_string(), rec);
     st.dirty.insert(machine_key(id));
     tracing::debug!(machine = %id, ?from, to = ?phase, "sim cloud: machine phase");
     let _ = st.events.send(MachineEvent {
@@ -785,15 +879,26 @@ fn set_phase(
     });
 }
 
-/// Keeps the simulated time left on every deadline when the time scale changes.
+/// Keeps the simulated time left on every deadline when the time scale changes (purge
+/// deadlines of terminated machines are real time and stay).
 fn rescale_deadlines(st: &mut State, old: TimeScale, new: TimeScale, now: Timestamp) {
-    for rec in st.machines.values_mut() {
-        if let Some(due) = rec.due_at {
-            let left_real = until(now, due);
-            let left_sim = left_real.mul_f64(old.factor());
-            rec.due_at = Some(after(now, new.real(left_sim)));
-            st.dirty.insert(machine_key(&rec.machine.id));
+    let ids: Vec<String> = st.deadlines.iter().map(|(_, id)| id.clone()).collect();
+    for id in ids {
+        let Some(mut rec) = st.machines.remove(&id) else {
+            continue;
+        };
+        if rec.machine.status.phase != MachinePhase::Terminated
+            && let Some(due) = rec.due_at
+        {
+            let left_sim = until(now, due).mul_f64(old.factor());
+            set_deadline(
+                &mut st.deadlines,
+                &mut rec,
+                Some(after(now, new.real(left_sim))),
+            );
+            st.dirty.insert(machine_key(&id));
         }
+        st.machines.insert(id, rec);
     }
 }
 
@@ -853,7 +958,7 @@ impl Provider for SimCloud {
                 .values()
                 .find(|n| n.spec.region == spec.region && n.spec.name == spec.name)
             {
-                if existing.spec.cidr != spec.cidr {
+                if existing.spec.cidr != spec.cidr.trunc() {
                     return Err(ProviderError::invalid(
                         "spec.cidr",
                         format!(
@@ -1033,6 +1138,17 @@ impl Provider for SimCloud {
                     reason: format!("machine {} uses it", m.machine.id),
                 });
             }
+            if let Some(lb) = st
+                .lbs
+                .values()
+                .find(|lb| lb.spec.subnet_ids.iter().any(|s| s == id))
+            {
+                return Err(ProviderError::InUse {
+                    kind: ResourceKind::Subnet,
+                    id: id.to_string(),
+                    reason: format!("load balancer {} uses it", lb.id),
+                });
+            }
             st.subnets.remove(id);
             st.dirty.insert(subnet_key(id));
             Ok(())
@@ -1178,7 +1294,6 @@ impl Provider for SimCloud {
             if st.faults.zone_outages.contains(&spec.zone) {
                 return Err(unavailable());
             }
-            let active = |m: &&MachineRecord| m.machine.status.phase != MachinePhase::Terminated;
             let limit = st
                 .faults
                 .zone_capacity
@@ -1191,14 +1306,10 @@ impl Provider for SimCloud {
                 .copied();
             if let Some(limit) = limit {
                 let used = st
-                    .machines
-                    .values()
-                    .filter(active)
-                    .filter(|m| {
-                        m.machine.spec.zone == spec.zone
-                            && m.machine.spec.machine_type == spec.machine_type
-                    })
-                    .count() as u64;
+                    .machines_in_use
+                    .get(&(spec.zone.clone(), spec.machine_type.clone()))
+                    .copied()
+                    .unwrap_or(0);
                 if used >= limit {
                     return Err(unavailable());
                 }
@@ -1210,18 +1321,7 @@ impl Provider for SimCloud {
                 .or_else(|| catalog.vcpu_quotas.get(&spec.region))
                 .copied()
                 .unwrap_or(u64::MAX);
-            let in_use: u64 = st
-                .machines
-                .values()
-                .filter(active)
-                .filter(|m| m.machine.spec.region == spec.region)
-                .map(|m| {
-                    catalog
-                        .catalog
-                        .machine_type(&m.machine.spec.machine_type)
-                        .map_or(0, |t| u64::from(t.vcpu))
-                })
-                .sum();
+            let in_use = st.vcpus_in_use.get(&spec.region).copied().unwrap_or(0);
             let requested = u64::from(ty.vcpu);
             if in_use.saturating_add(requested) > quota {
                 return Err(ProviderError::QuotaExceeded {
@@ -1260,13 +1360,13 @@ impl Provider for SimCloud {
                 spec,
             };
             let due = after(now, st.faults.time_scale.real(self.config.pending_delay));
-            st.machines.insert(
-                id.clone(),
-                MachineRecord {
-                    machine: machine.clone(),
-                    due_at: Some(due),
-                },
-            );
+            let mut rec = MachineRecord {
+                machine: machine.clone(),
+                due_at: None,
+            };
+            set_deadline(&mut st.deadlines, &mut rec, Some(due));
+            st.account(&machine.spec, true);
+            st.machines.insert(id.clone(), rec);
             st.keys.insert(idempotency_key.to_string(), id.clone());
             st.dirty.insert(machine_key(&id));
             let _ = st.events.send(MachineEvent {

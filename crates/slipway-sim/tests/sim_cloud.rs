@@ -697,3 +697,172 @@ async fn a_second_process_cannot_open_the_same_cloud() {
     let again = open_instant(dir.path()).await;
     again.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// accounting, HTTP statuses, many machines
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_and_capacity_are_released_when_a_machine_terminates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = open_instant(dir.path()).await;
+    let p: &dyn Provider = cloud.as_ref();
+    let subnet = subnet_in(p, "eu-west-1a", "10.0.1.0/24").await;
+    let mut patch = FaultsPatch::default();
+    patch.vcpu_quotas.insert("eu-west-1".into(), Some(2));
+    patch
+        .zone_capacity
+        .insert("eu-west-1a/m5.large".into(), Some(1));
+    cloud.patch_faults(&patch).await.expect("faults");
+    let first = p
+        .create_machine("one", spec(&subnet, CapacityType::OnDemand))
+        .await
+        .expect("first");
+    let err = p
+        .create_machine("two", spec(&subnet, CapacityType::OnDemand))
+        .await
+        .expect_err("full");
+    assert!(
+        matches!(
+            err,
+            ProviderError::CapacityUnavailable { .. } | ProviderError::QuotaExceeded { .. }
+        ),
+        "{err:?}"
+    );
+    p.delete_machine(&first.id).await.expect("delete");
+    // Still counted while terminating.
+    wait_phase(p, &first.id, MachinePhase::Terminated).await;
+    p.create_machine("two", spec(&subnet, CapacityType::OnDemand))
+        .await
+        .expect("room again after termination");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_statuses_and_retry_after_header() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = open_instant(dir.path()).await;
+    let (provider, _server) = serve(cloud.clone()).await;
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let send = |method: &str, path: &str, body: &str| {
+        let req = ::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", provider.base_url()))
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_string())))
+            .expect("request");
+        let client = client.clone();
+        async move {
+            let resp = client.request(req).await.expect("response");
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().expect("ascii").to_string());
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (
+                status,
+                retry_after,
+                String::from_utf8_lossy(&body).to_string(),
+            )
+        }
+    };
+    let (status, _, body) = send("GET", "/cloud/v1/machines/i-nope", "").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("\"notFound\""), "{body}");
+    let (status, _, body) = send("POST", "/cloud/v1/networks", "{not json").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = send(
+        "POST",
+        "/cloud/v1/networks",
+        r#"{"name":"n","region":"mars-1","cidr":"10.0.0.0/16"}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, _) = send("GET", "/cloud/v1/machines?limit=1", "").await;
+    assert_eq!(status, 400);
+
+    let subnet = subnet_in(&provider, "eu-west-1a", "10.0.1.0/24").await;
+    let mut patch = FaultsPatch::default();
+    patch.vcpu_quotas.insert("eu-west-1".into(), Some(0));
+    provider.patch_faults(&patch).await.expect("quota 0");
+    let create = serde_json::json!({
+        "idempotencyKey": "k",
+        "spec": spec(&subnet, CapacityType::OnDemand),
+    })
+    .to_string();
+    let (status, _, body) = send("POST", "/cloud/v1/machines", &create).await;
+    assert_eq!(status, 403, "{body}");
+    patch.vcpu_quotas.insert("eu-west-1".into(), None);
+    provider
+        .patch_faults(&FaultsPatch {
+            zone_outages: Some(["eu-west-1a".to_string()].into_iter().collect()),
+            vcpu_quotas: patch.vcpu_quotas.clone(),
+            ..FaultsPatch::default()
+        })
+        .await
+        .expect("outage");
+    let (status, _, body) = send("POST", "/cloud/v1/machines", &create).await;
+    assert_eq!(status, 503, "{body}");
+    provider
+        .patch_faults(&FaultsPatch {
+            zone_outages: Some(BTreeSet::new()),
+            throttle_rate: Some(1.0),
+            throttle_retry_after_ms: Some(3000),
+            ..FaultsPatch::default()
+        })
+        .await
+        .expect("throttle");
+    let (status, retry_after, body) = send("GET", "/cloud/v1/catalog", "").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_concurrent_creates_all_boot_with_distinct_addresses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = open_instant(dir.path()).await;
+    let subnet = subnet_in(cloud.as_ref(), "eu-west-1a", "10.0.16.0/20").await;
+    let mut events = cloud.subscribe();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let cloud = cloud.clone();
+            let spec = spec(&subnet, CapacityType::OnDemand);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..50 {
+                    let m = cloud
+                        .create_machine(&format!("t{t}-{i}"), spec.clone())
+                        .await
+                        .expect("create");
+                    ids.push(m.id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    for t in tasks {
+        ids.extend(t.await.expect("join"));
+    }
+    assert_eq!(ids.len(), 400);
+    let mut running = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while running.len() < ids.len() {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(ev)) if ev.machine.status.phase == MachinePhase::Running => {
+                running.insert(ev.machine.id);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("event stream: {e}"),
+            Err(_) => panic!("{} of {} running", running.len(), ids.len()),
+        }
+    }
+    let all = cloud.list_all();
+    let ips: BTreeSet<_> = all.iter().filter_map(|m| m.status.private_ip).collect();
+    assert_eq!(ips.len(), 400, "every machine has its own address");
+    let s = cloud.get_subnet(&subnet.id).await.expect("subnet");
+    assert_eq!(s.available_addresses, s.total_addresses - 400);
+}
