@@ -533,9 +533,29 @@ impl SimCloud {
                 }
             }
         }
+        if failed.is_none() {
+            self.compact_if_due().await;
+        }
         match failed {
             None => Ok(()),
             Some(e) => Err(internal(format!("persisting the simulated cloud: {e}"))),
+        }
+    }
+
+    /// Forgets the store's history once enough of it piled up; failures only cost disk.
+    async fn compact_if_due(&self) {
+        let (Ok(current), Ok(compacted)) = (
+            self.store.current_revision().await,
+            self.store.compacted_revision().await,
+        ) else {
+            return;
+        };
+        let every =
+            Revision::try_from(self.config.compact_every_revisions).unwrap_or(Revision::MAX);
+        if current - compacted >= every.max(1)
+            && let Err(e) = self.store.compact(current).await
+        {
+            tracing::warn!(error = %e, "sim cloud: compaction failed");
         }
     }
 
@@ -586,6 +606,7 @@ impl SimCloud {
             let inputs = Inputs {
                 phase: rec.machine.status.phase,
                 reason: rec.machine.status.reason,
+                ever_ran: rec.machine.status.running_at.is_some(),
                 due: rec.due_at.is_some_and(|d| d <= now),
                 zone_down: st.faults.zone_outages.contains(&rec.machine.spec.zone),
                 failure_rate: st.faults.provisioning_failure_rate,
@@ -622,9 +643,12 @@ impl SimCloud {
                     None,
                     Some("the host failed to boot the image".to_string()),
                 ),
-                Transition::FinishTermination => {
-                    (MachinePhase::Terminated, inputs.reason, None, None)
-                }
+                Transition::FinishTermination => (
+                    MachinePhase::Terminated,
+                    inputs.reason,
+                    None,
+                    rec.machine.status.message.clone(),
+                ),
                 Transition::ZoneDown => (
                     MachinePhase::Failed,
                     Some(MachineReason::ZoneOutage),
@@ -632,6 +656,12 @@ impl SimCloud {
                     Some(format!("zone {} is down", rec.machine.spec.zone)),
                 ),
                 Transition::ZoneBack => (MachinePhase::Running, None, None, None),
+                Transition::ZoneBackRestart => (
+                    MachinePhase::Pending,
+                    None,
+                    Some(after(now, scale.real(self.config.pending_delay))),
+                    None,
+                ),
             };
             set_phase(st, id, phase, reason, message, due_at, now);
         }

@@ -157,6 +157,9 @@ pub struct SimConfig {
     /// When set, replaces the persisted time scale at start (e.g. `--time-scale 0` for a
     /// scale test); otherwise the persisted one (real time on a fresh cloud) applies.
     pub time_scale: Option<TimeScale>,
+    /// The cloud's store keeps every revision until compacted, and nothing reads its
+    /// history: it is compacted once this many revisions piled up.
+    pub compact_every_revisions: u64,
     /// Seed of the random draws (latencies, failures, interruptions, throttling), for
     /// reproducible runs; `None` seeds from the OS.
     pub seed: Option<u64>,
@@ -175,6 +178,7 @@ impl Default for SimConfig {
             spot_check_interval: Duration::from_secs(60),
             terminated_retention: Duration::from_secs(15 * 60),
             time_scale: None,
+            compact_every_revisions: 10_000,
             seed: None,
         }
     }

@@ -19,8 +19,11 @@ pub(crate) enum Transition {
     FinishTermination,
     /// `Pending`/`Provisioning`/`Running` -> `Failed` with `ZoneOutage`.
     ZoneDown,
-    /// `Failed` (zone outage) -> `Running`: the zone is back.
+    /// `Failed` (zone outage) -> `Running`: the zone is back and the machine had booted.
     ZoneBack,
+    /// `Failed` (zone outage) -> `Pending`: the zone is back; the machine never booted, so it
+    /// starts over.
+    ZoneBackRestart,
 }
 
 /// What [`next_transition`] looks at.
@@ -28,6 +31,8 @@ pub(crate) enum Transition {
 pub(crate) struct Inputs {
     pub phase: MachinePhase,
     pub reason: Option<MachineReason>,
+    /// It has reached `Running` at least once.
+    pub ever_ran: bool,
     /// The machine's deadline for its current phase has passed.
     pub due: bool,
     /// Its zone is in an outage.
@@ -47,7 +52,11 @@ pub(crate) fn next_transition(i: &Inputs) -> Option<Transition> {
     match i.phase {
         Pending | Provisioning | Running if i.zone_down => Some(Transition::ZoneDown),
         Failed if !i.zone_down && i.reason == Some(MachineReason::ZoneOutage) => {
-            Some(Transition::ZoneBack)
+            Some(if i.ever_ran {
+                Transition::ZoneBack
+            } else {
+                Transition::ZoneBackRestart
+            })
         }
         Pending if i.due => Some(Transition::StartProvisioning),
         Provisioning if i.due => Some(if i.failure_roll < i.failure_rate {
@@ -80,6 +89,7 @@ mod tests {
         Inputs {
             phase,
             reason: None,
+            ever_ran: false,
             due,
             zone_down,
             failure_rate: 0.0,
@@ -139,9 +149,17 @@ mod tests {
             (
                 Inputs {
                     reason: Some(MachineReason::ZoneOutage),
+                    ever_ran: true,
                     ..inputs(Failed, false, false)
                 },
                 Some(Transition::ZoneBack),
+            ),
+            (
+                Inputs {
+                    reason: Some(MachineReason::ZoneOutage),
+                    ..inputs(Failed, false, false)
+                },
+                Some(Transition::ZoneBackRestart),
             ),
             (
                 Inputs {

@@ -866,3 +866,80 @@ async fn hundreds_of_concurrent_creates_all_boot_with_distinct_addresses() {
     let s = cloud.get_subnet(&subnet.id).await.expect("subnet");
     assert_eq!(s.available_addresses, s.total_addresses - 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_store_is_compacted_as_it_goes() {
+    use slipway_store::Store;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = SimCloud::open(
+        dir.path(),
+        SimConfig {
+            compact_every_revisions: 20,
+            ..SimConfig::instant()
+        },
+    )
+    .await
+    .expect("open");
+    let p: &dyn Provider = cloud.as_ref();
+    let subnet = subnet_in(p, "eu-west-1a", "10.0.1.0/24").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let m = p
+            .create_machine(&format!("c{i}"), spec(&subnet, CapacityType::OnDemand))
+            .await
+            .expect("create");
+        ids.push(m.id);
+    }
+    for id in &ids {
+        wait_phase(p, id, MachinePhase::Running).await;
+    }
+    let db = cloud.db_path().to_path_buf();
+    cloud.shutdown().await;
+    drop(cloud);
+    let store = slipway_store::sqlite::SqliteStore::open(&db).expect("open the cloud's store");
+    let compacted = store.compacted_revision().await.expect("compacted");
+    let current = store.current_revision().await.expect("current");
+    assert!(
+        compacted > 0,
+        "never compacted (current revision {current})"
+    );
+    assert!(
+        current - compacted < 40,
+        "compacted {compacted}, current {current}"
+    );
+    store.close();
+    // And the cloud still opens with everything in it.
+    let cloud = open_instant(dir.path()).await;
+    assert_eq!(cloud.list_all().len(), 10);
+    cloud.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_caught_booting_by_an_outage_boots_again_afterwards() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = SimCloud::open(dir.path(), slow_config())
+        .await
+        .expect("open");
+    let p: &dyn Provider = cloud.as_ref();
+    let subnet = subnet_in(p, "eu-west-1a", "10.0.1.0/24").await;
+    let m = p
+        .create_machine("booting", spec(&subnet, CapacityType::OnDemand))
+        .await
+        .expect("create");
+    wait_phase(p, &m.id, MachinePhase::Provisioning).await;
+    let outage = |zones: &[&str]| FaultsPatch {
+        zone_outages: Some(zones.iter().map(|z| z.to_string()).collect()),
+        ..FaultsPatch::default()
+    };
+    cloud
+        .patch_faults(&outage(&["eu-west-1a"]))
+        .await
+        .expect("down");
+    wait_phase(p, &m.id, MachinePhase::Failed).await;
+    cloud.patch_faults(&outage(&[])).await.expect("back");
+    // It starts over (Pending, then Provisioning for another hour), never Running directly.
+    let again = wait_phase(p, &m.id, MachinePhase::Provisioning).await;
+    assert!(again.status.running_at.is_none());
+    assert_eq!(again.status.reason, None);
+}
