@@ -4,7 +4,7 @@
 //! Design: the whole cloud lives in memory under one mutex (decisions such as quota, capacity
 //! and address allocation need a consistent view of everything), and every change is written
 //! through to a [`SqliteStore`] of its own before the call that made it returns. Writers mark
-//! the keys they changed dirty; [`SimCloud::flush`] (one at a time) writes the *latest* value
+//! the keys they changed dirty; `SimCloud::flush` (one at a time) writes the *latest* value
 //! of every dirty key concurrently, so the store's group commit batches them and a slower
 //! writer can never overwrite a newer value with an older one. Every write is a
 //! compare-and-swap at the revision this process last wrote; the store's file lock keeps other
@@ -418,8 +418,10 @@ impl SimCloud {
         self.store.path()
     }
 
-    /// A stream of machine changes, in the order they happened. A receiver that lags gets
-    /// `RecvError::Lagged` and should resynchronise with [`SimCloud::list_all`].
+    /// A stream of machine changes, in the order they happened (sent as the in-memory state
+    /// changes, a moment before the change is durable). A receiver that lags gets
+    /// `RecvError::Lagged` and should resynchronise with [`SimCloud::list_all`], as should one
+    /// that starts after machines exist.
     pub fn subscribe(&self) -> broadcast::Receiver<MachineEvent> {
         self.lock().events.subscribe()
     }
