@@ -12,7 +12,9 @@
 //! same credentials. Creating a cluster is idempotent; deleting one removes its objects.
 
 pub mod bootstrap;
+pub mod machines;
 pub mod workloads;
+pub mod world;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,498 @@
+//! The driver of the simulated workload clusters: follows the cloud's machines and keeps each
+//! cluster's API, Nodes and workloads moving.
+//!
+//! - [`World::run`] follows the simulated cloud ([`SimCloud::subscribe`], resynchronising with
+//!   [`SimCloud::list_all`] when it lags and on an interval) and applies [`machines::plan`] to
+//!   each cluster whose machines changed: create the cluster's API, mark it down without
+//!   quorum, register and update Nodes, remove Nodes of machines that are gone, delete the
+//!   cluster when its control plane is gone.
+//! - For every hosted cluster a task runs the in-cluster components
+//!   ([`workloads::reconcile`]) whenever one of its objects changes, straight against its
+//!   registry (the simulator is the cluster's own control plane, not a client of it).
+//!
+//! Everything is level-triggered: a pass recomputes from the current state, so a restart, a
+//! lost event or a conflicting write only delays convergence.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use slipway_apimachinery::ApiError;
+use slipway_provider::{CLUSTER_TAG, Catalog, Machine};
+use slipway_registry::{
+    DeleteOptions, ListParams, Registry, Subresource, WatchParams, WriteOptions,
+};
+use slipway_sim::SimCloud;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use crate::WorkloadHost;
+use crate::bootstrap::Bootstrap;
+use crate::machines::{self, Known, NODE_MACHINE_LABEL};
+use crate::workloads::{self, Kind, Snapshot, Write};
+
+const MANAGER: &str = "slipway-sim";
+
+/// The simulated clusters on top of a simulated cloud.
+pub struct World {
+    host: Arc<WorkloadHost>,
+    cloud: Arc<SimCloud>,
+    catalog: Catalog,
+    /// In-cluster component tasks by cluster.
+    running: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Parsed bootstrap documents by machine id (user data never changes).
+    bootstraps: Mutex<HashMap<String, Option<Arc<Bootstrap>>>>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for (_, task) in self.lock_running().drain() {
+            task.abort();
+        }
+    }
+}
+
+impl World {
+    pub async fn new(host: Arc<WorkloadHost>, cloud: Arc<SimCloud>) -> Arc<Self> {
+        let catalog = cloud.sim_catalog().catalog.clone();
+        Arc::new(Self {
+            host,
+            cloud,
+            catalog,
+            running: Mutex::new(HashMap::new()),
+            bootstraps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Follow the cloud until the task is aborted.
+    pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
+        let world = Arc::clone(self);
+        tokio::spawn(async move { world.run().await })
+    }
+
+    async fn run(self: Arc<Self>) {
+        let mut events = self.cloud.subscribe();
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut full = true;
+        let mut resync = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            let mut machines: HashMap<String, Machine> = HashMap::new();
+            if full || !dirty.is_empty() {
+                for m in self.cloud.list_all() {
+                    machines.insert(m.id.clone(), m);
+                }
+            }
+            if full {
+                dirty.extend(
+                    machines
+                        .values()
+                        .filter_map(|m| m.spec.tags.get(CLUSTER_TAG).cloned()),
+                );
+                dirty.extend(self.host.clusters());
+                full = false;
+            }
+            if !dirty.is_empty() {
+                let mut by_cluster: BTreeMap<String, Vec<Machine>> = BTreeMap::new();
+                for m in machines.into_values() {
+                    if let Some(c) = m.spec.tags.get(CLUSTER_TAG)
+                        && dirty.contains(c)
+                    {
+                        by_cluster.entry(c.clone()).or_default().push(m);
+                    }
+                }
+                for cluster in std::mem::take(&mut dirty) {
+                    let ms = by_cluster.remove(&cluster).unwrap_or_default();
+                    if let Err(e) = self.sync_cluster(&cluster, &ms).await {
+                        tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
+                        dirty.insert(cluster);
+                    }
+                }
+            }
+            self.ensure_components();
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) => {
+                        if let Some(c) = ev.machine.spec.tags.get(CLUSTER_TAG) {
+                            dirty.insert(c.clone());
+                        }
+                        // Take whatever else is queued before the next pass.
+                        while let Ok(ev) = events.try_recv() {
+                            if let Some(c) = ev.machine.spec.tags.get(CLUSTER_TAG) {
+                                dirty.insert(c.clone());
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => full = true,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = resync.tick() => full = true,
+            }
+        }
+    }
+
+    fn bootstrap_of(&self, m: &Machine) -> Option<Arc<Bootstrap>> {
+        let mut cache = self
+            .bootstraps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .entry(m.id.clone())
+            .or_insert_with(|| match Bootstrap::from_user_data(&m.spec.user_data) {
+                Ok(b) => Some(Arc::new(b)),
+                Err(e) => {
+                    tracing::debug!(machine = m.id, error = %e, "machine has no simulator bootstrap; it joins no cluster");
+                    None
+                }
+            })
+            .clone()
+    }
+
+    /// Apply the plan of one cluster.
+    async fn sync_cluster(&self, cluster: &str, ms: &[Machine]) -> Result<(), String> {
+        let bootstraps: Vec<(usize, Arc<Bootstrap>)> = ms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| self.bootstrap_of(m).map(|b| (i, b)))
+            .filter(|(_, b)| b.cluster == cluster)
+            .collect();
+        let known: Vec<Known<'_>> = bootstraps
+            .iter()
+            .map(|(i, b)| Known {
+                machine: &ms[*i],
+                bootstrap: b,
+            })
+            .collect();
+        let plan = machines::plan(cluster, &known, &self.catalog);
+        if plan.delete || (known.is_empty() && self.host.registry(cluster).is_some()) {
+            if let Some(task) = self.lock_running().remove(cluster) {
+                task.abort();
+            }
+            if self.host.registry(cluster).is_some() {
+                tracing::info!(
+                    cluster,
+                    "control plane gone: deleting the simulated cluster"
+                );
+                self.host
+                    .delete_cluster(cluster)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
+        let registry = match self.host.registry(cluster) {
+            Some(r) => r,
+            None => match &plan.create_with_token {
+                Some(token) => self
+                    .host
+                    .ensure_cluster(cluster, token)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                // No control plane has booted yet: nothing to serve.
+                None => return Ok(()),
+            },
+        };
+        self.host
+            .set_unavailable(cluster, plan.unavailable_reason());
+        sync_nodes(&registry, &plan.nodes)
+            .await
+            .map_err(|e| e.message)?;
+        Ok(())
+    }
+
+    /// One in-cluster task per hosted cluster.
+    fn ensure_components(&self) {
+        let hosted: BTreeSet<String> = self.host.clusters().into_iter().collect();
+        let mut running = self.lock_running();
+        running.retain(|name, task| {
+            let keep = hosted.contains(name) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for name in hosted {
+            if running.contains_key(&name) {
+                continue;
+            }
+            if let Some(registry) = self.host.registry(&name) {
+                running.insert(name, tokio::spawn(run_components(registry)));
+            }
+        }
+    }
+}
+
+fn write_options() -> WriteOptions {
+    WriteOptions {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn def(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Result<Arc<slipway_apimachinery::ResourceDef>, ApiError> {
+    registry
+        .resource(group, version, plural)
+        .ok_or_else(|| ApiError::internal(format!("the workload cluster does not serve {plural}")))
+}
+
+/// Make the cluster's Nodes what the kubelets of its machines register.
+async fn sync_nodes(
+    registry: &Registry,
+    planned: &BTreeMap<String, Value>,
+) -> Result<(), ApiError> {
+    let nodes = def(registry, "", "v1", "nodes")?;
+    let existing = registry.list(&nodes, None, &ListParams::default()).await?;
+    let mut seen = BTreeSet::new();
+    for stored in &existing.items {
+        let name = stored["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match planned.get(&name) {
+            Some(want) => {
+                seen.insert(name.clone());
+                if machines::node_needs_update(stored, want) {
+                    let merged = machines::merge_node(stored, want);
+                    let written = registry
+                        .update(
+                            &nodes,
+                            None,
+                            &name,
+                            merged.clone(),
+                            Subresource::Main,
+                            &write_options(),
+                        )
+                        .await?;
+                    let mut with_status = written.object;
+                    with_status["status"] = merged["status"].clone();
+                    registry
+                        .update(
+                            &nodes,
+                            None,
+                            &name,
+                            with_status,
+                            Subresource::Status,
+                            &write_options(),
+                        )
+                        .await?;
+                }
+            }
+            // Only Nodes the simulator registered go away with their machine.
+            None if stored["metadata"]["labels"]
+                .get(NODE_MACHINE_LABEL)
+                .is_some() =>
+            {
+                match registry
+                    .delete(&nodes, None, &name, &DeleteOptions::default())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            None => {}
+        }
+    }
+    for (name, want) in planned {
+        if seen.contains(name) {
+            continue;
+        }
+        let created = match registry
+            .create(&nodes, None, want.clone(), &write_options())
+            .await
+        {
+            Ok(w) => w.object,
+            Err(e) if e.code == 409 => continue,
+            Err(e) => return Err(e),
+        };
+        // Status is written through its subresource, as the kubelet does.
+        let mut with_status = created;
+        with_status["status"] = want["status"].clone();
+        registry
+            .update(
+                &nodes,
+                None,
+                name,
+                with_status,
+                Subresource::Status,
+                &write_options(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The in-cluster components of one cluster: a pass on every change.
+async fn run_components(registry: Arc<Registry>) {
+    let kinds = [
+        ("", "v1", "nodes"),
+        ("", "v1", "pods"),
+        ("apps", "v1", "replicasets"),
+        ("apps", "v1", "deployments"),
+        ("policy", "v1", "poddisruptionbudgets"),
+    ];
+    loop {
+        let mut streams = Vec::new();
+        for (g, v, p) in kinds {
+            let Ok(d) = def(&registry, g, v, p) else {
+                tracing::error!(
+                    kind = p,
+                    "the workload cluster does not serve a kind its components need"
+                );
+                return;
+            };
+            match registry
+                .watch(
+                    &d,
+                    None,
+                    WatchParams {
+                        resource_version: Some(registry.cache_revision().to_string()),
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                Ok(s) => streams.push(s),
+                Err(e) => {
+                    tracing::debug!(error = %e.message, "watch for the in-cluster components failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
+        let mut changes = futures::stream::select_all(streams);
+        loop {
+            let progressed = match pass(&registry).await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::debug!(error = %e.message, "in-cluster pass failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    true
+                }
+            };
+            if progressed {
+                // Our own writes come back as events; drain what is queued, then go again.
+                while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
+                continue;
+            }
+            // Idle: wait for a change (or resync now and then; things like time passing).
+            match tokio::time::timeout(Duration::from_secs(30), changes.next()).await {
+                Ok(Some(_)) => {
+                    while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
+                }
+                Ok(None) => break,
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// One pass of every in-cluster component; returns how many writes succeeded.
+async fn pass(registry: &Registry) -> Result<usize, ApiError> {
+    let nodes = def(registry, "", "v1", "nodes")?;
+    let pods = def(registry, "", "v1", "pods")?;
+    let rss = def(registry, "apps", "v1", "replicasets")?;
+    let deps = def(registry, "apps", "v1", "deployments")?;
+    let pdbs = def(registry, "policy", "v1", "poddisruptionbudgets")?;
+    let list = |d: Arc<slipway_apimachinery::ResourceDef>| async move {
+        registry
+            .list(&d, None, &ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .map(|o| (**o).clone())
+                    .collect::<Vec<Value>>()
+            })
+    };
+    let snapshot = Snapshot {
+        nodes: list(Arc::clone(&nodes)).await?,
+        pods: list(Arc::clone(&pods)).await?,
+        replica_sets: list(Arc::clone(&rss)).await?,
+        deployments: list(Arc::clone(&deps)).await?,
+        pdbs: list(Arc::clone(&pdbs)).await?,
+        now: jiff::Timestamp::now().to_string(),
+    };
+    let writes = workloads::reconcile(&snapshot);
+    let mut done = 0;
+    for w in writes {
+        let kind_def = |k: Kind| match k {
+            Kind::Pod => Arc::clone(&pods),
+            Kind::ReplicaSet => Arc::clone(&rss),
+            Kind::Deployment => Arc::clone(&deps),
+            Kind::PodDisruptionBudget => Arc::clone(&pdbs),
+        };
+        let result = match w {
+            Write::Create {
+                kind,
+                namespace,
+                object,
+            } => registry
+                .create(&kind_def(kind), Some(&namespace), object, &write_options())
+                .await
+                .map(|_| ()),
+            Write::Update { kind, object } => {
+                update(registry, &kind_def(kind), object, Subresource::Main).await
+            }
+            Write::UpdateStatus { kind, object } => {
+                update(registry, &kind_def(kind), object, Subresource::Status).await
+            }
+            Write::Delete {
+                kind,
+                namespace,
+                name,
+                uid,
+            } => registry
+                .delete(
+                    &kind_def(kind),
+                    Some(&namespace),
+                    &name,
+                    &DeleteOptions {
+                        precondition_uid: Some(uid),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => done += 1,
+            // Someone else changed it first: the next pass sees the new state.
+            Err(e) if matches!(e.code, 404 | 409) => {}
+            Err(e) => {
+                tracing::debug!(error = %e.message, "in-cluster write failed");
+            }
+        }
+    }
+    Ok(done)
+}
+
+async fn update(
+    registry: &Registry,
+    d: &slipway_apimachinery::ResourceDef,
+    object: Value,
+    sub: Subresource,
+) -> Result<(), ApiError> {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ns = object["metadata"]["namespace"].as_str().map(str::to_string);
+    registry
+        .update(d, ns.as_deref(), &name, object, sub, &write_options())
+        .await
+        .map(|_| ())
+}
