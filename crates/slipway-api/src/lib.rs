@@ -6,6 +6,10 @@
 //!   schema's descriptions, described by `#[derive(CustomResource)]`.
 //! - [`builtin`]: core `v1` Namespace, Secret, ConfigMap, Event and `coordination.k8s.io/v1`
 //!   Lease, from their k8s-openapi types.
+//! - The workload-cluster kinds ([`workload_resources`]): core `v1` Node and Pod (with the
+//!   `eviction` subresource), `apps/v1` Deployment and ReplicaSet (with `scale`), and
+//!   `policy/v1` PodDisruptionBudget. Each simulated workload cluster serves these; the
+//!   platform API ([`resources`]) does not.
 //!
 //! Adding a kind is one module: for a Slipway kind, types with `#[derive(CustomResource)]`, a
 //! `Strategy`, and `resource::from_crd`; for a built-in kind, `resource::builtin::<K>` with its
@@ -29,6 +33,48 @@ pub fn resources() -> Vec<ResourceDef> {
         event_resource(),
         lease_resource(),
     ]
+}
+
+/// Every kind a simulated workload cluster serves: what `kubectl get nodes`, `create
+/// deployment`, `scale`, `drain` and the simulated kubelet, scheduler and controllers use.
+pub fn workload_resources() -> Vec<ResourceDef> {
+    vec![
+        namespace_resource(),
+        node_resource(),
+        pod_resource(),
+        deployment_resource(),
+        replica_set_resource(),
+        pod_disruption_budget_resource(),
+        event_resource(),
+        config_map_resource(),
+        secret_resource(),
+        lease_resource(),
+    ]
+}
+
+/// core `v1` Node.
+pub fn node_resource() -> ResourceDef {
+    builtin::node::resource()
+}
+
+/// core `v1` Pod.
+pub fn pod_resource() -> ResourceDef {
+    builtin::pod::resource()
+}
+
+/// `apps/v1` Deployment.
+pub fn deployment_resource() -> ResourceDef {
+    builtin::apps::deployment()
+}
+
+/// `apps/v1` ReplicaSet.
+pub fn replica_set_resource() -> ResourceDef {
+    builtin::apps::replica_set()
+}
+
+/// `policy/v1` PodDisruptionBudget.
+pub fn pod_disruption_budget_resource() -> ResourceDef {
+    builtin::pdb::resource()
 }
 
 /// `slipway.dev/v1alpha1` Cluster.

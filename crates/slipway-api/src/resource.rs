@@ -102,6 +102,9 @@ pub(crate) fn from_crd(
             .collect(),
         tracks_generation,
         strategy,
+        scale: None,
+        selectable_fields: Vec::new(),
+        eviction: false,
     }
 }
 
@@ -147,5 +150,8 @@ where
         printer_columns: extra.printer_columns,
         tracks_generation: false,
         strategy: extra.strategy,
+        scale: None,
+        selectable_fields: Vec::new(),
+        eviction: false,
     }
 }

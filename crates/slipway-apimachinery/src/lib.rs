@@ -24,5 +24,5 @@ pub mod status;
 pub mod table;
 
 pub use field::{FieldError, FieldErrorType, FieldPath};
-pub use resource::{PrinterColumn, ResourceDef, Strategy};
+pub use resource::{PrinterColumn, ResourceDef, ScaleSubresource, Strategy};
 pub use status::{ApiError, StatusCause};

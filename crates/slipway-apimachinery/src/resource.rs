@@ -36,6 +36,13 @@ pub trait Strategy: Send + Sync {
     fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
         Vec::new()
     }
+
+    /// The text of printer column `column` for `obj` when a JSONPath cannot compute it (a
+    /// Pod's `Ready` is `1/2`, a Node's `Status` is `Ready,SchedulingDisabled`, as kubectl's
+    /// built-in printers show them). `None` uses the column's JSONPath.
+    fn printer_cell(&self, _column: &str, _obj: &Value) -> Option<Value> {
+        None
+    }
 }
 
 /// The strategy of a kind without special rules.
@@ -65,6 +72,38 @@ pub struct ResourceDef {
     /// Whether metadata.generation tracks spec changes (kinds with a spec/status split).
     pub tracks_generation: bool,
     pub strategy: Arc<dyn Strategy>,
+    /// Served with a `/scale` subresource (`autoscaling/v1` Scale), as a CRD's
+    /// `subresources.scale` or the built-in Deployment and ReplicaSet.
+    pub scale: Option<ScaleSubresource>,
+    /// Fields a field selector may name besides `metadata.name` and `metadata.namespace`
+    /// (upstream's per-kind selectable fields, e.g. a Pod's `spec.nodeName`).
+    pub selectable_fields: Vec<String>,
+    /// Served with the `/eviction` subresource (`policy/v1` Eviction): Pods only.
+    pub eviction: bool,
+}
+
+/// Where the `/scale` subresource reads and writes, as a CRD's `subresources.scale` says:
+/// JSON paths in the dotted form (`.spec.replicas`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleSubresource {
+    /// The desired replicas, written by `PUT/PATCH .../scale` (`.spec.replicas`).
+    pub spec_replicas_path: String,
+    /// The observed replicas, read into the Scale's `status.replicas` (`.status.replicas`).
+    pub status_replicas_path: String,
+    /// A serialized label selector read into the Scale's `status.selector`
+    /// (`.status.selector` for CRDs; `None` when the kind derives it from `spec.selector`).
+    pub label_selector_path: Option<String>,
+}
+
+impl ScaleSubresource {
+    /// The paths Deployment and ReplicaSet use.
+    pub fn replicas() -> Self {
+        Self {
+            spec_replicas_path: ".spec.replicas".into(),
+            status_replicas_path: ".status.replicas".into(),
+            label_selector_path: None,
+        }
+    }
 }
 
 impl fmt::Debug for ResourceDef {
@@ -101,7 +140,18 @@ impl ResourceDef {
     /// Built-in Kubernetes kinds accept strategic merge patches (kubectl sends them for the
     /// types it knows); custom kinds answer 415 to them, as upstream does for CRDs.
     pub fn accepts_strategic_merge(&self) -> bool {
-        self.group.is_empty() || self.group.ends_with(".k8s.io")
+        // Upstream's own groups are either dot-less (`apps`, `policy`, `batch`) or `*.k8s.io`.
+        !self.group.contains('.') || self.group.ends_with(".k8s.io")
+    }
+
+    /// The fields a field selector may name for this kind.
+    pub fn field_selector_fields(&self) -> Vec<&str> {
+        let mut fields = vec!["metadata.name"];
+        if self.namespaced {
+            fields.push("metadata.namespace");
+        }
+        fields.extend(self.selectable_fields.iter().map(String::as_str));
+        fields
     }
 
     /// The verbs served for this kind, as discovery lists them.

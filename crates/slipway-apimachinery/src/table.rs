@@ -139,6 +139,11 @@ pub fn build_table(
                 .unwrap_or("");
             cells.push(Value::String(name.to_string()));
             for column in &columns {
+                let name = column.definition["name"].as_str().unwrap_or_default();
+                if let Some(computed) = def.strategy.printer_cell(name, obj) {
+                    cells.push(computed);
+                    continue;
+                }
                 let value = column
                     .path
                     .as_ref()
@@ -293,6 +298,9 @@ mod tests {
             printer_columns: columns,
             tracks_generation: true,
             strategy: Arc::new(NoStrategy),
+            scale: None,
+            selectable_fields: Vec::new(),
+            eviction: false,
         }
     }
 

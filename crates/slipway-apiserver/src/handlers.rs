@@ -266,11 +266,7 @@ impl Call<'_> {
     fn field_selector(&self) -> Result<Option<FieldSelector>, ApiError> {
         match self.query.get("fieldSelector") {
             Some(s) if !s.trim().is_empty() => {
-                let mut supported = vec!["metadata.name"];
-                if self.def.namespaced {
-                    supported.push("metadata.namespace");
-                }
-                FieldSelector::parse(s, &supported).map(Some)
+                FieldSelector::parse(s, &self.def.field_selector_fields()).map(Some)
             }
             _ => Ok(None),
         }

@@ -3,10 +3,15 @@
 //! subresource) and the kind's strategy; group, version, plural, scope and schema come from
 //! the k8s-openapi type itself (see [`crate::resource::builtin`]).
 
+pub mod apps;
 pub mod configmap;
 pub mod event;
 pub mod lease;
 pub mod namespace;
+pub mod node;
+pub mod pdb;
+pub mod pod;
+pub mod podspec;
 pub mod secret;
 
 use serde_json::Value;

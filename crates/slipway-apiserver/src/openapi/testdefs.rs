@@ -32,6 +32,9 @@ fn def(
         printer_columns: Vec::new(),
         tracks_generation: status,
         strategy: Arc::new(NoStrategy),
+        scale: None,
+        selectable_fields: Vec::new(),
+        eviction: false,
     }
 }
 
