@@ -13,6 +13,7 @@
 
 pub mod bootstrap;
 pub mod machines;
+pub mod scenario;
 pub mod workloads;
 pub mod world;
 

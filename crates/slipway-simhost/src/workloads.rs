@@ -476,9 +476,6 @@ fn set_condition(obj: &mut Value, mut cond: Value, now: &str) {
         _ => json!(now),
     };
     cond["lastTransitionTime"] = since;
-    if cond.get("lastProbeTime").is_none() {
-        cond["lastProbeTime"] = Value::Null;
-    }
     let mut out: Vec<Value> = conditions
         .into_iter()
         .filter(|c| c["type"] != type_)

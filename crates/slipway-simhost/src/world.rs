@@ -473,7 +473,7 @@ async fn pass(registry: &Registry) -> Result<usize, ApiError> {
             // Someone else changed it first: the next pass sees the new state.
             Err(e) if matches!(e.code, 404 | 409) => {}
             Err(e) => {
-                tracing::debug!(error = %e.message, "in-cluster write failed");
+                tracing::warn!(error = %e.message, "in-cluster write failed");
             }
         }
     }

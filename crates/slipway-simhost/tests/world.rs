@@ -1,0 +1,187 @@
+//! The simulated workload clusters on a zero-delay simulated cloud: a cluster's API appears
+//! when its control plane boots, Nodes register with what their machines are, workloads get
+//! scheduled and run, the API goes down without quorum, and the cluster goes with its machines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use slipway_provider::Provider;
+use slipway_registry::{ListParams, Registry, WriteOptions};
+use slipway_sim::{FaultsPatch, SimCloud, SimConfig};
+use slipway_simhost::scenario::{ClusterRequest, Pool, provision};
+use slipway_simhost::world::World;
+use slipway_simhost::{HostConfig, WorkloadHost};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn list(reg: &Registry, group: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
+    let version = "v1";
+    let def = reg.resource(group, version, plural).expect("served");
+    reg.list(&def, ns, &ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|o| (**o).clone())
+        .collect()
+}
+
+fn request(name: &str, cp: usize, workers: usize) -> ClusterRequest {
+    ClusterRequest {
+        name: name.into(),
+        region: "eu-west-1".into(),
+        zones: vec![
+            "eu-west-1a".into(),
+            "eu-west-1b".into(),
+            "eu-west-1c".into(),
+        ],
+        control_plane_type: "m5.large".into(),
+        control_plane_replicas: cp,
+        pools: vec![Pool::new("general", "m5.xlarge", workers)],
+        kubernetes_version: "1.33.4".into(),
+        admin_token: format!("token-{name}"),
+        network_octet: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_follow_their_machines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = SimCloud::open(dir.path(), SimConfig::instant())
+        .await
+        .expect("cloud");
+    let host = WorkloadHost::start(
+        HostConfig {
+            dir: dir.path().join("sim"),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            compaction_interval: None,
+        },
+        slipway_api::workload_resources(),
+    )
+    .await
+    .expect("host");
+    let world = World::new(Arc::clone(&host), Arc::clone(&cloud)).await;
+    let _task = world.spawn();
+
+    let machines = provision(cloud.as_ref(), &request("team-a.web", 3, 3))
+        .await
+        .expect("provision");
+    assert_eq!(machines.len(), 6);
+
+    // The API appears and the six machines register as Ready Nodes.
+    eventually("six ready nodes", || async {
+        let Some(reg) = host.registry("team-a.web") else {
+            return false;
+        };
+        let nodes = list(&reg, "", "nodes", None).await;
+        nodes.len() == 6
+            && nodes.iter().all(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+    })
+    .await;
+    assert!(host.is_available("team-a.web"));
+    let reg = host.registry("team-a.web").expect("hosted");
+    let nodes = list(&reg, "", "nodes", None).await;
+    let worker = nodes
+        .iter()
+        .find(|n| n["metadata"]["labels"]["slipway.dev/pool"] == "general")
+        .expect("a worker");
+    assert_eq!(worker["status"]["nodeInfo"]["kubeletVersion"], "v1.33.4");
+    assert_eq!(
+        worker["metadata"]["labels"]["node.kubernetes.io/instance-type"],
+        "m5.xlarge"
+    );
+
+    // A Deployment gets its pods scheduled on workers (not the tainted control plane) and run.
+    let deployments = reg
+        .resource("apps", "v1", "deployments")
+        .expect("deployments");
+    reg.create(
+        &deployments,
+        Some("default"),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 6,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27", "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]}}
+            }
+        }),
+        &WriteOptions::default(),
+    )
+    .await
+    .expect("create deployment");
+    eventually("six running pods", || async {
+        let pods = list(&reg, "", "pods", Some("default")).await;
+        pods.len() == 6 && pods.iter().all(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    let pods = list(&reg, "", "pods", Some("default")).await;
+    for p in &pods {
+        let node = p["spec"]["nodeName"].as_str().expect("bound");
+        let n = nodes
+            .iter()
+            .find(|n| n["metadata"]["name"] == node)
+            .expect("node exists");
+        assert_eq!(
+            n["metadata"]["labels"]["slipway.dev/pool"], "general",
+            "pod on {node}"
+        );
+    }
+    eventually("deployment available", || async {
+        let d = list(&reg, "apps", "deployments", Some("default")).await;
+        d[0]["status"]["availableReplicas"] == 6
+    })
+    .await;
+
+    // A zone outage takes one of three control-plane machines: quorum holds. Two: it is lost.
+    cloud
+        .patch_faults(&FaultsPatch {
+            zone_outages: Some(["eu-west-1a".to_string(), "eu-west-1b".to_string()].into()),
+            ..Default::default()
+        })
+        .await
+        .expect("outage");
+    eventually("API down without quorum", || async {
+        !host.is_available("team-a.web")
+    })
+    .await;
+    cloud
+        .patch_faults(&FaultsPatch {
+            zone_outages: Some(Default::default()),
+            ..Default::default()
+        })
+        .await
+        .expect("restore");
+    eventually("API back", || async { host.is_available("team-a.web") }).await;
+
+    // Deleting every machine deletes the cluster.
+    for m in &machines {
+        cloud.delete_machine(&m.id).await.expect("delete");
+    }
+    eventually("cluster gone", || async {
+        host.registry("team-a.web").is_none()
+    })
+    .await;
+}
