@@ -130,8 +130,7 @@ impl WorkloadHost {
             addr: config.listen,
             source: e,
         })?;
-        let cert =
-            pki::ensure_serving_cert(&config.dir.join("pki"), &pki::serving_names(local_addr))?;
+        let cert = pki::ensure_serving_cert(&config.dir, &pki::serving_names(local_addr))?;
         let mut tasks = vec![spawn_https(listener, &cert, tenants.router())?];
         if let Some(interval) = config.compaction_interval {
             tasks.push(tokio::spawn(compaction_loop(Arc::clone(&store), interval)));

@@ -1,7 +1,9 @@
 //! `slipway`: the one binary. `serve` runs the API server over an embedded SQLite store (or
-//! etcd); `bench` runs the benchmark scenarios.
+//! etcd) with the simulated cloud in-process; `sim` runs or steers the simulator; `bench` runs
+//! the benchmark scenarios.
 
 mod bench;
+mod sim;
 mod stores;
 
 use std::net::SocketAddr;
@@ -26,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run the API server (embedded SQLite store by default).
     Serve(ServeArgs),
+    /// Run the simulated cloud on its own, or turn its fault knobs.
+    Sim(sim::SimCommand),
     /// Run a benchmark scenario and print its figures.
     Bench(bench::BenchArgs),
 }
@@ -62,6 +66,11 @@ struct ServeArgs {
     /// Events the watch cache keeps for watchers resuming from a resourceVersion.
     #[arg(long, default_value_t = 100_000)]
     watch_window: usize,
+    /// Do not run the simulated cloud in this process (e.g. it runs as `slipway sim serve`).
+    #[arg(long)]
+    no_sim: bool,
+    #[command(flatten)]
+    sim: sim::SimArgs,
 }
 
 /// Parse `500ms`, `30s`, `5m`, `2h`.
@@ -97,6 +106,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Sim(args) => sim::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     })
@@ -124,6 +134,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let simulator = if args.no_sim {
+        None
+    } else {
+        Some(sim::start(&args.store.data_dir, &args.sim).await?)
+    };
     eprintln!(
         "Slipway API server listening on https://{}",
         running.local_addr
@@ -138,9 +153,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "  try:        kubectl --kubeconfig {} api-resources",
         running.kubeconfig.display()
     );
+    if let Some(s) = &simulator {
+        eprintln!("  simulator:  cloud API {}", s.endpoints.cloud_api);
+        eprintln!(
+            "              workload clusters {}/clusters/<name>",
+            s.endpoints.clusters
+        );
+        eprintln!(
+            "              faults: slipway sim faults --data-dir {} --help",
+            args.store.data_dir.display()
+        );
+    }
     tokio::select! {
         result = running.task => result.context("server task failed")?,
         _ = tokio::signal::ctrl_c() => eprintln!("shutting down"),
+    }
+    if let Some(s) = simulator {
+        s.shutdown().await;
     }
     Ok(())
 }

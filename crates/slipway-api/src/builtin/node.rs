@@ -27,7 +27,7 @@ pub fn resource() -> ResourceDef {
                 "Status",
                 "string",
                 ".status.conditions",
-                "Ready, NotReady or Unknown, and SchedulingDisabled when cordoned",
+                "Ready or NotReady (Unknown without a Ready condition), and SchedulingDisabled when cordoned",
             ),
             column(
                 "Roles",
@@ -147,13 +147,14 @@ impl Strategy for NodeStrategy {
     }
 }
 
-/// `Ready`, `NotReady` or `Unknown` from the Ready condition, with `,SchedulingDisabled` when
-/// the node is cordoned, as kubectl prints it.
+/// `Ready` or `NotReady` from the Ready condition (`NotReady` also when its status is
+/// `Unknown`), `Unknown` without one, with `,SchedulingDisabled` when the node is cordoned,
+/// as kube-apiserver's printer does.
 pub fn display_status(obj: &Value) -> String {
     let mut status = match condition_status(obj, "Ready") {
         Some("True") => "Ready",
-        Some("False") => "NotReady",
-        _ => "Unknown",
+        Some(_) => "NotReady",
+        None => "Unknown",
     }
     .to_string();
     if obj.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
@@ -201,6 +202,11 @@ mod tests {
                 json!({"spec": {"unschedulable": true},
                        "status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
                 "NotReady,SchedulingDisabled",
+                "<none>",
+            ),
+            (
+                json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
+                "NotReady",
                 "<none>",
             ),
         ];

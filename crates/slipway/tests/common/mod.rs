@@ -71,7 +71,10 @@ impl Server {
             .arg("--data-dir")
             .arg(self.dir.path())
             .arg("--listen")
-            .arg(listen);
+            .arg(listen)
+            // The in-process simulator on ephemeral ports, so servers can run side by side.
+            .args(["--sim-api-listen", "127.0.0.1:0"])
+            .args(["--sim-clusters-listen", "127.0.0.1:0"]);
         #[cfg(feature = "etcd")]
         if let Some(etcd) = &self.etcd {
             cmd.arg("--store")

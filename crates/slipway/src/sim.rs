@@ -1,0 +1,351 @@
+//! The simulator, in-process (`slipway serve`) or as its own process (`slipway sim serve`),
+//! and the `slipway sim ...` commands that turn its knobs at run time.
+//!
+//! A running simulator has two endpoints: the cloud API (`/cloud/v1/...`, plain HTTP on
+//! loopback, what the `sim` provider and `slipway sim faults` talk to) and the workload
+//! clusters' Kubernetes APIs (`https://HOST:PORT/clusters/<name>`). Both addresses are written
+//! to `DATA_DIR/sim/endpoints.json` so other commands find them.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use slipway_provider::Provider as _;
+use slipway_sim::{FaultsPatch, HttpProvider, SimCloud, SimConfig, TimeScale};
+use slipway_simhost::world::World;
+use slipway_simhost::{HostConfig, WorkloadHost};
+
+/// Where the simulator listens and how fast it runs.
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Address of the simulated cloud's API (plain HTTP; keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:6480")]
+    pub sim_api_listen: SocketAddr,
+    /// Address of the simulated workload clusters' Kubernetes APIs (HTTPS).
+    #[arg(long, default_value = "127.0.0.1:6444")]
+    pub sim_clusters_listen: SocketAddr,
+    /// Simulated time per real time: 1 is real time, 60 makes a 40 s boot take under a
+    /// second, 0 removes every delay. Unset: what the simulator last ran with.
+    #[arg(long)]
+    pub time_scale: Option<f64>,
+}
+
+/// The endpoints of a running simulator, as written to `DATA_DIR/sim/endpoints.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    pub cloud_api: String,
+    pub clusters: String,
+}
+
+pub fn sim_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("sim")
+}
+
+fn endpoints_path(data_dir: &Path) -> PathBuf {
+    sim_dir(data_dir).join("endpoints.json")
+}
+
+/// A simulator running in this process.
+pub struct RunningSim {
+    pub cloud: Arc<SimCloud>,
+    pub host: Arc<WorkloadHost>,
+    pub endpoints: Endpoints,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    _world: Arc<World>,
+}
+
+impl RunningSim {
+    /// Stop serving and close the simulator's stores.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.host.shutdown().await;
+        self.cloud.shutdown().await;
+    }
+}
+
+/// Open the simulator's state in `DATA_DIR/sim` and start everything it runs.
+pub async fn start(data_dir: &Path, args: &SimArgs) -> anyhow::Result<RunningSim> {
+    let dir = sim_dir(data_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let time_scale = args
+        .time_scale
+        .map(TimeScale::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--time-scale: {e}"))?;
+    let cloud = SimCloud::open(
+        data_dir,
+        SimConfig {
+            time_scale,
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .context("opening the simulated cloud")?;
+    let host = WorkloadHost::start(
+        HostConfig {
+            dir: dir.clone(),
+            listen: args.sim_clusters_listen,
+            compaction_interval: Some(std::time::Duration::from_secs(300)),
+        },
+        slipway_api::workload_resources(),
+    )
+    .await
+    .context("starting the simulated workload clusters")?;
+    let world = World::new(Arc::clone(&host), Arc::clone(&cloud)).await;
+    let world_task = world.spawn();
+    let listener = tokio::net::TcpListener::bind(args.sim_api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.sim_api_listen))?;
+    let api_addr = listener.local_addr()?;
+    let router = slipway_sim::http::router(Arc::clone(&cloud));
+    let api_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the simulated cloud's API stopped");
+        }
+    });
+    let endpoints = Endpoints {
+        cloud_api: format!("http://{api_addr}"),
+        clusters: slipway_apiserver::pki::client_url(host.local_addr()),
+    };
+    std::fs::write(
+        endpoints_path(data_dir),
+        serde_json::to_vec_pretty(&endpoints)?,
+    )
+    .context("writing the simulator's endpoints")?;
+    Ok(RunningSim {
+        cloud,
+        host,
+        endpoints,
+        tasks: vec![world_task, api_task],
+        _world: world,
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct SimCommand {
+    #[command(subcommand)]
+    command: SimSub,
+}
+
+#[derive(Subcommand, Debug)]
+enum SimSub {
+    /// Run the simulator as its own process (cloud API + workload clusters).
+    Serve(SimServeArgs),
+    /// Show or change the fault knobs of a running simulator.
+    Faults(FaultsArgs),
+    /// List the simulated cloud's machines.
+    Machines(ClientArgs),
+    /// Print a kubeconfig for a simulated workload cluster.
+    Kubeconfig(KubeconfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct KubeconfigArgs {
+    /// The workload cluster's name.
+    cluster: String,
+    /// The admin token its control plane was bootstrapped with.
+    #[arg(long, env = "SLIPWAY_SIM_TOKEN")]
+    token: String,
+    #[arg(long, default_value = "./slipway-data", env = "SLIPWAY_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct SimServeArgs {
+    /// Where the simulator keeps its state (under `DIR/sim`).
+    #[arg(long, default_value = "./slipway-data", env = "SLIPWAY_DATA_DIR")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// The simulated cloud's API; default: the one recorded in `DATA_DIR/sim/endpoints.json`.
+    #[arg(long)]
+    sim_url: Option<String>,
+    #[arg(long, default_value = "./slipway-data", env = "SLIPWAY_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct FaultsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Probability (0..1) that a new machine fails to boot.
+    #[arg(long)]
+    provisioning_failure_rate: Option<f64>,
+    /// Take a zone down (repeatable).
+    #[arg(long = "zone-outage", value_name = "ZONE")]
+    zone_outage: Vec<String>,
+    /// Bring a zone back (repeatable).
+    #[arg(long = "zone-restore", value_name = "ZONE")]
+    zone_restore: Vec<String>,
+    /// Probability (0..1) that a running spot machine is interrupted at each check.
+    #[arg(long)]
+    spot_interruption_rate: Option<f64>,
+    /// Probability (0..1) that a cloud API call is throttled (429 with Retry-After).
+    #[arg(long)]
+    throttle_rate: Option<f64>,
+    /// Multiplier of boot latencies.
+    #[arg(long)]
+    boot_latency_scale: Option<f64>,
+    /// Simulated time per real time (0: no delays).
+    #[arg(long)]
+    time_scale: Option<f64>,
+    /// Turn every fault off (rates 0, no outages, latency scale 1).
+    #[arg(long)]
+    clear: bool,
+}
+
+/// The endpoints a simulator using `data_dir` recorded when it started.
+pub fn read_endpoints(data_dir: &Path) -> anyhow::Result<Endpoints> {
+    let path = endpoints_path(data_dir);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no simulator found: {} is missing. Start one with `slipway serve` or `slipway sim serve`, or pass --sim-url",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+impl ClientArgs {
+    fn provider(&self) -> anyhow::Result<HttpProvider> {
+        let url = match &self.sim_url {
+            Some(u) => u.clone(),
+            None => read_endpoints(&self.data_dir)?.cloud_api,
+        };
+        HttpProvider::new(&url).map_err(|e| anyhow::anyhow!("--sim-url: {e}"))
+    }
+}
+
+pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
+    match cmd.command {
+        SimSub::Serve(args) => {
+            let running = start(&args.data_dir, &args.sim).await?;
+            eprintln!("Slipway simulator running");
+            eprintln!("  cloud API:         {}", running.endpoints.cloud_api);
+            eprintln!(
+                "  workload clusters: {}/clusters/<name>",
+                running.endpoints.clusters
+            );
+            eprintln!("  state:             {}", sim_dir(&args.data_dir).display());
+            tokio::signal::ctrl_c().await?;
+            eprintln!("shutting down");
+            running.shutdown().await;
+            Ok(())
+        }
+        SimSub::Faults(args) => {
+            let provider = args.client.provider()?;
+            let current = provider
+                .faults()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the faults: {e}"))?;
+            let mut patch = FaultsPatch {
+                provisioning_failure_rate: args.provisioning_failure_rate,
+                spot_interruption_rate: args.spot_interruption_rate,
+                throttle_rate: args.throttle_rate,
+                boot_latency_scale: args.boot_latency_scale,
+                time_scale: args
+                    .time_scale
+                    .map(TimeScale::new)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--time-scale: {e}"))?,
+                ..FaultsPatch::default()
+            };
+            if args.clear {
+                patch.provisioning_failure_rate = Some(0.0);
+                patch.spot_interruption_rate = Some(0.0);
+                patch.throttle_rate = Some(0.0);
+                patch.boot_latency_scale = Some(1.0);
+                patch.zone_outages = Some(BTreeSet::new());
+            }
+            if !args.zone_outage.is_empty() || !args.zone_restore.is_empty() {
+                let mut zones = patch
+                    .zone_outages
+                    .clone()
+                    .unwrap_or_else(|| current.zone_outages.clone());
+                zones.extend(args.zone_outage.iter().cloned());
+                for z in &args.zone_restore {
+                    zones.remove(z);
+                }
+                patch.zone_outages = Some(zones);
+            }
+            let faults = if patch == FaultsPatch::default() {
+                current
+            } else {
+                provider
+                    .patch_faults(&patch)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("setting the faults: {e}"))?
+            };
+            println!("{}", serde_json::to_string_pretty(&faults)?);
+            Ok(())
+        }
+        SimSub::Kubeconfig(args) => {
+            let endpoints = read_endpoints(&args.data_dir)?;
+            let ca_path = sim_dir(&args.data_dir).join("pki").join("ca.crt");
+            let ca = std::fs::read_to_string(&ca_path)
+                .with_context(|| format!("reading the simulator's CA {}", ca_path.display()))?;
+            let url = format!(
+                "{}{}",
+                endpoints.clusters,
+                slipway_apiserver::tenants::path_prefix(&args.cluster)
+            );
+            print!(
+                "{}",
+                slipway_apiserver::pki::render_kubeconfig(
+                    &args.cluster,
+                    &url,
+                    &ca,
+                    "admin",
+                    &args.token
+                )
+            );
+            Ok(())
+        }
+        SimSub::Machines(args) => {
+            let provider = args.provider()?;
+            let machines = provider
+                .list_machines(&Default::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("listing machines: {e}"))?;
+            println!(
+                "{:<24} {:<14} {:<14} {:<12} {:<10} {:<16} CLUSTER",
+                "ID", "ZONE", "TYPE", "CAPACITY", "PHASE", "IP"
+            );
+            for m in machines {
+                println!(
+                    "{:<24} {:<14} {:<14} {:<12} {:<10} {:<16} {}",
+                    m.id,
+                    m.spec.zone,
+                    m.spec.machine_type,
+                    serde_json::to_value(m.spec.capacity_type)?
+                        .as_str()
+                        .unwrap_or_default(),
+                    serde_json::to_value(m.status.phase)?
+                        .as_str()
+                        .unwrap_or_default(),
+                    m.status
+                        .private_ip
+                        .map(|ip| ip.to_string())
+                        .unwrap_or_default(),
+                    m.spec
+                        .tags
+                        .get(slipway_provider::CLUSTER_TAG)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            Ok(())
+        }
+    }
+}

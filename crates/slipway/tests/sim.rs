@@ -1,0 +1,270 @@
+//! The simulator inside `slipway serve`, driven as a user would: a workload cluster is built
+//! through the `sim` provider's HTTP API, and the real kubectl uses it with a kubeconfig from
+//! `slipway sim kubeconfig`: nodes, a deployment whose pods run, pods past capacity Pending
+//! with reason Unschedulable, and faults set with `slipway sim faults`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Server};
+use slipway_simhost::scenario::{ClusterRequest, Pool, provision};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+const TOKEN: &str = "sim-test-admin-token";
+
+fn slipway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run slipway")
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env("KUBECACHEDIR", kubeconfig.with_extension("cache"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kubectl (scripts/test installs Debian's kubernetes-client)")
+}
+
+fn kubectl_stdin(kubeconfig: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env("KUBECACHEDIR", kubeconfig.with_extension("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("kubectl output")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Poll `check` until it returns true; the last output is in the panic message.
+fn eventually(what: &str, mut check: impl FnMut() -> (bool, String)) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (done, last) = check();
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn cloud_api(data_dir: &Path) -> String {
+    let text = std::fs::read_to_string(data_dir.join("sim/endpoints.json")).expect("endpoints");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["cloudApi"].as_str().expect("cloudApi").to_string()
+}
+
+fn workload_kubeconfig(server: &Server, cluster: &str) -> PathBuf {
+    let dir = server.data_dir().to_str().expect("utf-8 path").to_string();
+    let text = ok(slipway(&[
+        "sim",
+        "kubeconfig",
+        cluster,
+        "--token",
+        TOKEN,
+        "--data-dir",
+        &dir,
+    ]));
+    let path = server.data_dir().join(format!("{cluster}.kubeconfig"));
+    std::fs::write(&path, text).expect("write kubeconfig");
+    path
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        resources:
+          requests: {cpu: 500m, memory: 128Mi}
+"#;
+
+#[test]
+fn kubectl_against_a_simulated_workload_cluster() {
+    let server = Server::start_with(Backend::Sqlite, &["--time-scale", "0"]);
+    let provider =
+        slipway_sim::HttpProvider::new(&cloud_api(server.data_dir())).expect("sim provider");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime
+        .block_on(provision(
+            &provider,
+            &ClusterRequest {
+                name: "team-a.demo".into(),
+                region: "eu-west-1".into(),
+                zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
+                control_plane_type: "m5.large".into(),
+                control_plane_replicas: 1,
+                pools: vec![Pool::new("general", "m5.large", 2)],
+                kubernetes_version: "1.33.4".into(),
+                admin_token: TOKEN.into(),
+                network_octet: 7,
+            },
+        ))
+        .expect("provision through the sim provider's HTTP API");
+    let kc = workload_kubeconfig(&server, "team-a.demo");
+
+    // Nodes register, Ready, with the machine's kubelet version.
+    eventually("three Ready nodes", || {
+        let out = kubectl(&kc, &["get", "nodes", "--no-headers"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ready = text
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count();
+        (
+            ready == 3,
+            format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+        )
+    });
+    let nodes = ok(kubectl(&kc, &["get", "nodes", "-o", "wide"]));
+    assert!(nodes.contains("v1.33.4"), "{nodes}");
+    let zones = ok(kubectl(
+        &kc,
+        &[
+            "get",
+            "nodes",
+            "-l",
+            "slipway.dev/pool=general",
+            "-o",
+            "jsonpath={.items[*].metadata.labels.topology\\.kubernetes\\.io/zone}",
+        ],
+    ));
+    assert_eq!(zones.split_whitespace().count(), 2, "{zones}");
+
+    // A deployment's pods run.
+    ok(kubectl_stdin(&kc, &["apply", "-f", "-"], DEPLOYMENT));
+    eventually("two running pods", || {
+        let out = ok(kubectl(
+            &kc,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ],
+        ));
+        (
+            out.split_whitespace().filter(|p| *p == "Running").count() == 2,
+            out,
+        )
+    });
+    ok(kubectl(
+        &kc,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    ));
+
+    // Past capacity: two m5.large workers fit three 500m pods each; the rest stay Pending
+    // with the scheduler's reason.
+    ok(kubectl(
+        &kc,
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":8}}"#,
+        ],
+    ));
+    eventually("six running, two unschedulable", || {
+        let out = ok(kubectl(
+            &kc,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                r#"jsonpath={range .items[*]}{.status.phase}/{.status.conditions[?(@.type=="PodScheduled")].reason}{"\n"}{end}"#,
+            ],
+        ));
+        let running = out.lines().filter(|l| l.starts_with("Running")).count();
+        let unschedulable = out
+            .lines()
+            .filter(|l| *l == "Pending/Unschedulable")
+            .count();
+        (running == 6 && unschedulable == 2, out)
+    });
+    let described = ok(kubectl(
+        &kc,
+        &["get", "pods", "-l", "app=web", "-o", "yaml"],
+    ));
+    assert!(described.contains("Insufficient cpu"), "{described}");
+
+    // Faults through the CLI: a zone outage takes its node NotReady.
+    let dir = server.data_dir().to_str().expect("utf-8").to_string();
+    let faults = ok(slipway(&[
+        "sim",
+        "faults",
+        "--data-dir",
+        &dir,
+        "--zone-outage",
+        "eu-west-1b",
+    ]));
+    assert!(faults.contains("eu-west-1b"), "{faults}");
+    eventually("a NotReady node", || {
+        let out = ok(kubectl(&kc, &["get", "nodes", "--no-headers"]));
+        (out.contains("NotReady"), out)
+    });
+    let faults = ok(slipway(&["sim", "faults", "--data-dir", &dir, "--clear"]));
+    assert!(faults.contains("\"zoneOutages\": []"), "{faults}");
+    eventually("all nodes Ready again", || {
+        let out = ok(kubectl(&kc, &["get", "nodes", "--no-headers"]));
+        (!out.contains("NotReady"), out)
+    });
+    let machines = ok(slipway(&["sim", "machines", "--data-dir", &dir]));
+    assert_eq!(
+        machines
+            .lines()
+            .filter(|l| l.contains("team-a.demo"))
+            .count(),
+        3,
+        "{machines}"
+    );
+}
