@@ -9,15 +9,19 @@
 //! server-side apply, finalizers and deletionTimestamp, label and field selectors, consistent
 //! paged lists, and watches served from one shared [`cache::WatchCache`]. Background loops
 //! ([`gc`]) collect objects whose owners are gone and empty terminating namespaces.
+//! Two subresources have their own modules: [`eviction`] (`pods/{name}/eviction`, honouring
+//! PodDisruptionBudgets) and [`scale`] (`autoscaling/v1` Scale of kinds that declare one).
 //!
 //! Nothing here knows about HTTP; the API server and in-process clients both call
 //! [`Registry`]. Only the registry touches the store.
 
 pub mod cache;
 pub mod codec;
+pub mod eviction;
 mod gc;
 pub mod keys;
 mod ops;
+pub mod scale;
 mod watch;
 
 use std::sync::Arc;
