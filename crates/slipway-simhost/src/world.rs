@@ -35,6 +35,9 @@ use crate::workloads::{self, Kind, Snapshot, Write};
 
 const MANAGER: &str = "slipway-sim";
 
+/// Writes of one in-cluster pass in flight at once.
+const WRITE_CONCURRENCY: usize = 32;
+
 /// The simulated clusters on top of a simulated cloud.
 pub struct World {
     host: Arc<WorkloadHost>,
@@ -427,47 +430,58 @@ async fn pass(registry: &Registry) -> Result<usize, ApiError> {
         now: jiff::Timestamp::now().to_string(),
     };
     let writes = workloads::reconcile(&snapshot);
+    let kind_def = |k: Kind| match k {
+        Kind::Pod => Arc::clone(&pods),
+        Kind::ReplicaSet => Arc::clone(&rss),
+        Kind::Deployment => Arc::clone(&deps),
+        Kind::PodDisruptionBudget => Arc::clone(&pdbs),
+    };
+    // Writes of a pass touch different objects (a second write to one object conflicts and is
+    // redone next pass), so they go concurrently: the store commits them in shared batches.
+    let results: Vec<Result<(), ApiError>> = futures::stream::iter(writes)
+        .map(|w| {
+            let kind_def = &kind_def;
+            async move {
+                match w {
+                    Write::Create {
+                        kind,
+                        namespace,
+                        object,
+                    } => registry
+                        .create(&kind_def(kind), Some(&namespace), object, &write_options())
+                        .await
+                        .map(|_| ()),
+                    Write::Update { kind, object } => {
+                        update(registry, &kind_def(kind), object, Subresource::Main).await
+                    }
+                    Write::UpdateStatus { kind, object } => {
+                        update(registry, &kind_def(kind), object, Subresource::Status).await
+                    }
+                    Write::Delete {
+                        kind,
+                        namespace,
+                        name,
+                        uid,
+                    } => registry
+                        .delete(
+                            &kind_def(kind),
+                            Some(&namespace),
+                            &name,
+                            &DeleteOptions {
+                                precondition_uid: Some(uid),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map(|_| ()),
+                }
+            }
+        })
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .collect()
+        .await;
     let mut done = 0;
-    for w in writes {
-        let kind_def = |k: Kind| match k {
-            Kind::Pod => Arc::clone(&pods),
-            Kind::ReplicaSet => Arc::clone(&rss),
-            Kind::Deployment => Arc::clone(&deps),
-            Kind::PodDisruptionBudget => Arc::clone(&pdbs),
-        };
-        let result = match w {
-            Write::Create {
-                kind,
-                namespace,
-                object,
-            } => registry
-                .create(&kind_def(kind), Some(&namespace), object, &write_options())
-                .await
-                .map(|_| ()),
-            Write::Update { kind, object } => {
-                update(registry, &kind_def(kind), object, Subresource::Main).await
-            }
-            Write::UpdateStatus { kind, object } => {
-                update(registry, &kind_def(kind), object, Subresource::Status).await
-            }
-            Write::Delete {
-                kind,
-                namespace,
-                name,
-                uid,
-            } => registry
-                .delete(
-                    &kind_def(kind),
-                    Some(&namespace),
-                    &name,
-                    &DeleteOptions {
-                        precondition_uid: Some(uid),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map(|_| ()),
-        };
+    for result in results {
         match result {
             Ok(()) => done += 1,
             // Someone else changed it first: the next pass sees the new state.

@@ -22,6 +22,8 @@ pub struct BenchArgs {
 enum Scenario {
     /// The API server: creates, updates, gets, lists and watch delivery, per store backend.
     Api(ApiArgs),
+    /// The simulator at scale: many workload clusters full of pods, built at zero delay.
+    Sim(crate::bench_sim::SimArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -43,10 +45,11 @@ struct ApiArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Api(a) => api(a).await,
+        Scenario::Sim(a) => crate::bench_sim::run(a).await,
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -54,7 +57,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 

@@ -3,6 +3,7 @@
 //! the benchmark scenarios.
 
 mod bench;
+mod bench_sim;
 mod sim;
 mod stores;
 

@@ -56,7 +56,7 @@ pub struct RunningSim {
     pub host: Arc<WorkloadHost>,
     pub endpoints: Endpoints,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
-    _world: Arc<World>,
+    world: Arc<World>,
 }
 
 impl RunningSim {
@@ -65,6 +65,8 @@ impl RunningSim {
         for t in &self.tasks {
             t.abort();
         }
+        // The world's in-cluster tasks hold the clusters' registries: stop them first.
+        drop(self.world);
         self.host.shutdown().await;
         self.cloud.shutdown().await;
     }
@@ -124,7 +126,7 @@ pub async fn start(data_dir: &Path, args: &SimArgs) -> anyhow::Result<RunningSim
         host,
         endpoints,
         tasks: vec![world_task, api_task],
-        _world: world,
+        world,
     })
 }
 
