@@ -31,6 +31,9 @@ pub struct ClusterPlan {
     pub delete: bool,
     /// Nodes that should exist, by name.
     pub nodes: BTreeMap<String, Value>,
+    /// The control plane's static pods (kube-apiserver and etcd per control-plane node, in
+    /// `kube-system`), by name: they record which versions each control-plane machine runs.
+    pub static_pods: BTreeMap<String, Value>,
 }
 
 impl ClusterPlan {
@@ -100,6 +103,20 @@ pub fn plan(cluster: &str, machines: &[Known<'_>], catalog: &Catalog) -> Cluster
         .filter(|k| k.machine.status.running_at.is_some() && !k.machine.status.phase.is_terminal())
         .map(|k| (node_name(k.machine), node(k, catalog)))
         .collect();
+    let static_pods = control_plane
+        .iter()
+        .filter(|k| k.machine.status.running_at.is_some() && !k.machine.status.phase.is_terminal())
+        .flat_map(|k| control_plane_pods(k))
+        .map(|p| {
+            (
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                p,
+            )
+        })
+        .collect();
     ClusterPlan {
         cluster: cluster.to_string(),
         create_with_token,
@@ -107,7 +124,56 @@ pub fn plan(cluster: &str, machines: &[Known<'_>], catalog: &Catalog) -> Cluster
         members_running,
         delete,
         nodes,
+        static_pods,
     }
+}
+
+/// The etcd version a control-plane machine runs when its bootstrap does not say.
+pub const DEFAULT_ETCD_VERSION: &str = "3.5.21";
+
+fn kubelet_version(m: &Machine) -> String {
+    if m.spec.kubelet_version.starts_with('v') {
+        m.spec.kubelet_version.clone()
+    } else {
+        format!("v{}", m.spec.kubelet_version)
+    }
+}
+
+/// The mirror pods kubeadm's static manifests give a control-plane machine: kube-apiserver at
+/// the machine's Kubernetes version and etcd at its etcd version.
+pub fn control_plane_pods(k: &Known<'_>) -> Vec<Value> {
+    let node = node_name(k.machine);
+    let version = kubelet_version(k.machine);
+    let etcd = k
+        .bootstrap
+        .etcd_version
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ETCD_VERSION.to_string());
+    [
+        ("kube-apiserver", format!("registry.k8s.io/kube-apiserver:{version}")),
+        ("etcd", format!("registry.k8s.io/etcd:{etcd}-0")),
+    ]
+    .into_iter()
+    .map(|(component, image)| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": format!("{component}-{node}"),
+                "namespace": "kube-system",
+                "labels": {"component": component, "tier": "control-plane"},
+                "annotations": {"kubernetes.io/config.source": "file", "kubernetes.io/config.mirror": format!("{component}-{node}")},
+            },
+            "spec": {
+                "nodeName": node,
+                "priorityClassName": "system-node-critical",
+                "hostNetwork": true,
+                "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
+                "containers": [{"name": component, "image": image}],
+            },
+        })
+    })
+    .collect()
 }
 
 /// The Node a booted machine's kubelet registers (spec, labels and status).
@@ -213,11 +279,7 @@ pub fn node(k: &Known<'_>, catalog: &Catalog) -> Value {
     if let Some(ip) = m.status.private_ip {
         addresses.insert(0, json!({"type": "InternalIP", "address": ip.to_string()}));
     }
-    let kubelet_version = if m.spec.kubelet_version.starts_with('v') {
-        m.spec.kubelet_version.clone()
-    } else {
-        format!("v{}", m.spec.kubelet_version)
-    };
+    let kubelet_version = kubelet_version(m);
     json!({
         "apiVersion": "v1",
         "kind": "Node",

@@ -207,6 +207,9 @@ impl World {
         sync_nodes(&registry, &plan.nodes)
             .await
             .map_err(|e| e.message)?;
+        sync_static_pods(&registry, &plan.static_pods)
+            .await
+            .map_err(|e| e.message)?;
         Ok(())
     }
 
@@ -334,6 +337,46 @@ async fn sync_nodes(
                 &write_options(),
             )
             .await?;
+    }
+    Ok(())
+}
+
+/// Make the control plane's mirror pods match what each control-plane machine runs (their
+/// status comes from the kubelet pass; pods of nodes that are gone go with the node).
+async fn sync_static_pods(
+    registry: &Registry,
+    planned: &BTreeMap<String, Value>,
+) -> Result<(), ApiError> {
+    let pods = def(registry, "", "v1", "pods")?;
+    for (name, want) in planned {
+        let image = &want["spec"]["containers"][0]["image"];
+        match registry.get(&pods, Some("kube-system"), name).await {
+            Ok(stored) if &stored["spec"]["containers"][0]["image"] == image => {}
+            Ok(mut stored) => {
+                stored["spec"]["containers"][0]["image"] = image.clone();
+                registry
+                    .update(
+                        &pods,
+                        Some("kube-system"),
+                        name,
+                        stored,
+                        Subresource::Main,
+                        &write_options(),
+                    )
+                    .await?;
+            }
+            Err(e) if e.code == 404 => {
+                match registry
+                    .create(&pods, Some("kube-system"), want.clone(), &write_options())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -112,6 +112,35 @@ async fn clusters_follow_their_machines() {
         "m5.xlarge"
     );
 
+    // The control plane's mirror pods record the versions each control-plane machine runs.
+    eventually("running control-plane pods", || async {
+        let pods = list(&reg, "", "pods", Some("kube-system")).await;
+        pods.len() == 6 && pods.iter().all(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    let cp = machines
+        .iter()
+        .find(|m| m.spec.tags.get("slipway.dev/pool").map(String::as_str) == Some("control-plane"))
+        .expect("a control-plane machine");
+    cloud
+        .patch_machine(
+            &cp.id,
+            slipway_provider::MachinePatch {
+                kubelet_version: Some("v1.34.1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("in-place patch");
+    eventually("the patched machine's API server at the new version", || async {
+        let pods = list(&reg, "", "pods", Some("kube-system")).await;
+        pods.iter()
+            .filter(|p| p["spec"]["containers"][0]["image"] == "registry.k8s.io/kube-apiserver:v1.34.1")
+            .count()
+            == 1
+    })
+    .await;
+
     // A Deployment gets its pods scheduled on workers (not the tainted control plane) and run.
     let deployments = reg
         .resource("apps", "v1", "deployments")
