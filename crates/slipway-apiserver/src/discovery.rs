@@ -146,6 +146,17 @@ impl Discovery {
                     "verbs": ["get", "patch", "update"],
                 }));
             }
+            for (name, group, version, kind, verbs) in extra_subresources(def) {
+                resources.push(json!({
+                    "name": format!("{}/{name}", def.plural),
+                    "singularName": "",
+                    "namespaced": def.namespaced,
+                    "group": group,
+                    "version": version,
+                    "kind": kind,
+                    "verbs": verbs,
+                }));
+            }
         }
         Some(
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
@@ -199,14 +210,41 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
     if !def.categories.is_empty() {
         entry["categories"] = json!(def.categories);
     }
+    let mut subresources = Vec::new();
     if def.status_subresource {
-        entry["subresources"] = json!([{
+        subresources.push(json!({
             "subresource": "status",
             "responseKind": kind,
             "verbs": ["get", "patch", "update"],
-        }]);
+        }));
+    }
+    for (name, group, version, kind, verbs) in extra_subresources(def) {
+        subresources.push(json!({
+            "subresource": name,
+            "responseKind": {"group": group, "version": version, "kind": kind},
+            "verbs": verbs,
+        }));
+    }
+    if !subresources.is_empty() {
+        entry["subresources"] = Value::Array(subresources);
     }
     entry
+}
+
+/// The subresources besides `status` a kind serves, as (name, group, version, kind, verbs):
+/// `scale` answers an `autoscaling/v1` Scale; `eviction` takes a `policy/v1` Eviction (kubectl
+/// drain looks for `pods/eviction` with that group and version before it evicts).
+fn extra_subresources(
+    def: &ResourceDef,
+) -> Vec<(&'static str, &'static str, &'static str, &'static str, Vec<&'static str>)> {
+    let mut out = Vec::new();
+    if def.scale.is_some() {
+        out.push(("scale", "autoscaling", "v1", "Scale", vec!["get", "patch", "update"]));
+    }
+    if def.eviction {
+        out.push(("eviction", "policy", "v1", "Eviction", vec!["create"]));
+    }
+    out
 }
 
 /// A stable hash of a kind's storage identity (what `storageVersionHash` is for).

@@ -22,6 +22,8 @@ use crate::metrics::{RequestLabels, VerbLabels};
 use crate::request::{self, BodyFormat, Query, Representation, ResourcePath};
 use crate::response::{self, Reply};
 
+mod subresources;
+
 /// One resource request, decoded.
 struct Call<'a> {
     server: &'a ApiServer,
@@ -87,6 +89,9 @@ pub async fn handle(
 
 impl Call<'_> {
     async fn dispatch(&self, method: &Method, body: Bytes) -> (&'static str, Reply) {
+        if let Some(served) = self.extra_subresource(method, &body).await {
+            return served;
+        }
         let sub = match self.path.subresource.as_deref() {
             None => Some(Subresource::Main),
             Some("status") if self.def.status_subresource => Some(Subresource::Status),

@@ -1,8 +1,8 @@
 //! Decoding the Kubernetes protobuf wire form of the built-in kinds kubectl creates with
 //! typed clients (`kubectl create namespace|configmap|secret` send
 //! `application/vnd.kubernetes.protobuf`). Responses are always JSON, which those clients
-//! also accept. Only the kinds kubectl's generators produce are understood; anything else is
-//! 415 as before.
+//! also accept. Only the kinds kubectl's generators produce are understood (and the
+//! `policy/v1` Eviction `kubectl drain` posts); anything else is 415 as before.
 //!
 //! Wire form: the magic `k8s\0`, then a `runtime.Unknown` whose `raw` holds the object's
 //! message (field numbers from k8s.io/api's generated.proto).
@@ -91,6 +91,54 @@ struct Namespace {
     metadata: Option<ObjectMeta>,
     #[prost(message, optional, tag = "2")]
     spec: Option<NamespaceSpec>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Preconditions {
+    #[prost(string, optional, tag = "1")]
+    uid: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    resource_version: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct DeleteOptions {
+    #[prost(int64, optional, tag = "1")]
+    grace_period_seconds: Option<i64>,
+    #[prost(message, optional, tag = "2")]
+    preconditions: Option<Preconditions>,
+    #[prost(bool, optional, tag = "3")]
+    orphan_dependents: Option<bool>,
+    #[prost(string, optional, tag = "4")]
+    propagation_policy: Option<String>,
+    #[prost(string, repeated, tag = "5")]
+    dry_run: Vec<String>,
+}
+
+/// `policy/v1` Eviction (what `kubectl drain` posts to `pods/{name}/eviction`).
+#[derive(Clone, PartialEq, Message)]
+struct Eviction {
+    #[prost(message, optional, tag = "1")]
+    metadata: Option<ObjectMeta>,
+    #[prost(message, optional, tag = "2")]
+    delete_options: Option<DeleteOptions>,
+}
+
+fn delete_options_json(o: DeleteOptions) -> Value {
+    let mut out = Map::new();
+    insert_opt(&mut out, "gracePeriodSeconds", o.grace_period_seconds.map(Value::from));
+    if let Some(p) = o.preconditions {
+        let mut pre = Map::new();
+        insert_opt(&mut pre, "uid", p.uid.map(Value::String));
+        insert_opt(&mut pre, "resourceVersion", p.resource_version.map(Value::String));
+        out.insert("preconditions".into(), Value::Object(pre));
+    }
+    insert_opt(&mut out, "orphanDependents", o.orphan_dependents.map(Value::Bool));
+    insert_opt(&mut out, "propagationPolicy", o.propagation_policy.map(Value::String));
+    if !o.dry_run.is_empty() {
+        out.insert("dryRun".into(), json!(o.dry_run));
+    }
+    Value::Object(out)
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -230,6 +278,13 @@ pub fn decode(bytes: &[u8]) -> Result<Value, ApiError> {
             insert_opt(&mut obj, "type", s.type_.map(Value::String));
             insert_opt(&mut obj, "immutable", s.immutable.map(Value::Bool));
         }
+        ("policy/v1" | "policy/v1beta1", "Eviction") => {
+            let e = Eviction::decode(raw.as_slice()).map_err(bad)?;
+            obj.insert("metadata".into(), meta_json(e.metadata));
+            if let Some(o) = e.delete_options {
+                obj.insert("deleteOptions".into(), delete_options_json(o));
+            }
+        }
         _ => {
             return Err(ApiError::unsupported_media_type(&format!(
                 "{CONTENT_TYPE} (for {api_version} {kind}: send application/json)"
@@ -283,6 +338,34 @@ mod tests {
         assert_eq!(
             json,
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "creds", "namespace": "team"}, "data": {"a": "b"}})
+        );
+    }
+
+    #[test]
+    fn evictions_decode_with_their_delete_options() {
+        let eviction = Eviction {
+            metadata: Some(ObjectMeta {
+                name: Some("web-1".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            }),
+            delete_options: Some(DeleteOptions {
+                grace_period_seconds: Some(5),
+                preconditions: Some(Preconditions {
+                    uid: Some("u-1".into()),
+                    resource_version: None,
+                }),
+                dry_run: vec!["All".into()],
+                ..Default::default()
+            }),
+        };
+        let json = decode(&envelope("policy/v1", "Eviction", eviction.encode_to_vec())).unwrap();
+        assert_eq!(
+            json,
+            json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": "web-1", "namespace": "default"},
+                "deleteOptions": {"gracePeriodSeconds": 5, "preconditions": {"uid": "u-1"},
+                    "dryRun": ["All"]}})
         );
     }
 

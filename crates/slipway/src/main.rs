@@ -72,6 +72,11 @@ struct ServeArgs {
     no_sim: bool,
     #[command(flatten)]
     sim: sim::SimArgs,
+    /// Serve the kinds of a simulated workload cluster (Node, Pod, Deployment, ReplicaSet,
+    /// PodDisruptionBudget, ...) instead of the platform API: for testing those kinds with
+    /// kubectl until workload clusters are hosted inside the platform server.
+    #[arg(long, hide = true)]
+    workload_kinds: bool,
 }
 
 /// Parse `500ms`, `30s`, `5m`, `2h`.
@@ -124,7 +129,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bookmark_interval: args.bookmark_interval,
         ..Default::default()
     };
-    let registry = slipway_registry::Registry::start(store, slipway_api::resources(), config)
+    let kinds = if args.workload_kinds {
+        slipway_api::workload_resources()
+    } else {
+        slipway_api::resources()
+    };
+    let registry = slipway_registry::Registry::start(store, kinds, config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
     let running = slipway_apiserver::serve(
