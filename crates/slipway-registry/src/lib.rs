@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod codec;
+pub mod fence;
 mod gc;
 pub mod keys;
 mod ops;
@@ -28,6 +29,7 @@ use slipway_apimachinery::selector::{FieldSelector, LabelSelector};
 use slipway_apimachinery::{ApiError, ResourceDef};
 use slipway_store::{Revision, Store, StoreError};
 
+pub use fence::{FENCE_HEADER, FENCED_REASON, Fence};
 pub use watch::{WatchEvent, WatchEventType, WatchParams, WatchStream};
 
 /// How unknown fields in a request are handled (`fieldValidation`).
@@ -65,6 +67,8 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// Server-side apply: take ownership of conflicting fields.
     pub force: bool,
+    /// Write only while this lease names this holder (see [`fence`]).
+    pub fence: Option<Fence>,
 }
 
 impl WriteOptions {
@@ -154,6 +158,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub propagation: Option<Propagation>,
+    /// Delete only while this lease names this holder (see [`fence`]).
+    pub fence: Option<Fence>,
 }
 
 /// What a delete did.
