@@ -118,6 +118,8 @@ pub struct InformerConfig {
     pub watch_timeout: Duration,
     /// Backoff between failed attempts (reset after a successful list or watch event).
     pub backoff: Backoff,
+    /// Ask for bookmarks, so that resuming after a quiet period does not need a relist.
+    pub bookmarks: bool,
 }
 
 impl Default for InformerConfig {
@@ -131,6 +133,7 @@ impl Default for InformerConfig {
                 base: Duration::from_millis(200),
                 cap: Duration::from_secs(30),
             },
+            bookmarks: true,
         }
     }
 }
@@ -274,7 +277,7 @@ where
             label_selector: self.config.label_selector.clone(),
             field_selector: self.config.field_selector.clone(),
             resource_version: Some(from.to_string()),
-            bookmarks: true,
+            bookmarks: self.config.bookmarks,
             timeout: Some(self.config.watch_timeout),
         };
         let mut last = from.to_string();
