@@ -236,10 +236,22 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
 /// drain looks for `pods/eviction` with that group and version before it evicts).
 fn extra_subresources(
     def: &ResourceDef,
-) -> Vec<(&'static str, &'static str, &'static str, &'static str, Vec<&'static str>)> {
+) -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+)> {
     let mut out = Vec::new();
     if def.scale.is_some() {
-        out.push(("scale", "autoscaling", "v1", "Scale", vec!["get", "patch", "update"]));
+        out.push((
+            "scale",
+            "autoscaling",
+            "v1",
+            "Scale",
+            vec!["get", "patch", "update"],
+        ));
     }
     if def.eviction {
         out.push(("eviction", "policy", "v1", "Eviction", vec!["create"]));

@@ -13,8 +13,8 @@ use slipway_apimachinery::selector::{FieldSelector, LabelSelector};
 use slipway_apimachinery::table::{self, IncludeObject};
 use slipway_apimachinery::{ApiError, ResourceDef};
 use slipway_registry::{
-    DeleteOptions, Deleted, FieldValidation, ListParams, ObjectList, Patch, Propagation,
-    Subresource, WatchEventType, WatchParams, WriteOptions,
+    DeleteOptions, Deleted, FENCE_HEADER, Fence, FieldValidation, ListParams, ObjectList, Patch,
+    Propagation, Subresource, WatchEventType, WatchParams, WriteOptions,
 };
 
 use crate::ApiServer;
@@ -201,7 +201,21 @@ impl Call<'_> {
             field_validation: FieldValidation::parse(self.query.get("fieldValidation"))?,
             field_manager,
             force: self.query.flag("force")?,
+            fence: self.fence()?,
         })
+    }
+
+    /// The fence a leader's client attaches to its writes (`X-Slipway-Fence`), if any.
+    fn fence(&self) -> Result<Option<Fence>, ApiError> {
+        match self.headers.get(FENCE_HEADER) {
+            None => Ok(None),
+            Some(v) => {
+                let v = v.to_str().map_err(|_| {
+                    ApiError::bad_request(format!("{FENCE_HEADER} must be visible ASCII"))
+                })?;
+                Fence::parse(v).map(Some)
+            }
+        }
     }
 
     /// Upstream names the manager of a write without `fieldManager` after the user agent's
@@ -489,6 +503,7 @@ impl Call<'_> {
     fn delete_options(&self, body: &Bytes) -> Result<DeleteOptions, ApiError> {
         let mut opts = DeleteOptions {
             dry_run: self.query.dry_run()?,
+            fence: self.fence()?,
             ..Default::default()
         };
         let mut propagation = self.query.get("propagationPolicy").map(str::to_string);

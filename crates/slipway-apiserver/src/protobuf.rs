@@ -126,15 +126,31 @@ struct Eviction {
 
 fn delete_options_json(o: DeleteOptions) -> Value {
     let mut out = Map::new();
-    insert_opt(&mut out, "gracePeriodSeconds", o.grace_period_seconds.map(Value::from));
+    insert_opt(
+        &mut out,
+        "gracePeriodSeconds",
+        o.grace_period_seconds.map(Value::from),
+    );
     if let Some(p) = o.preconditions {
         let mut pre = Map::new();
         insert_opt(&mut pre, "uid", p.uid.map(Value::String));
-        insert_opt(&mut pre, "resourceVersion", p.resource_version.map(Value::String));
+        insert_opt(
+            &mut pre,
+            "resourceVersion",
+            p.resource_version.map(Value::String),
+        );
         out.insert("preconditions".into(), Value::Object(pre));
     }
-    insert_opt(&mut out, "orphanDependents", o.orphan_dependents.map(Value::Bool));
-    insert_opt(&mut out, "propagationPolicy", o.propagation_policy.map(Value::String));
+    insert_opt(
+        &mut out,
+        "orphanDependents",
+        o.orphan_dependents.map(Value::Bool),
+    );
+    insert_opt(
+        &mut out,
+        "propagationPolicy",
+        o.propagation_policy.map(Value::String),
+    );
     if !o.dry_run.is_empty() {
         out.insert("dryRun".into(), json!(o.dry_run));
     }

@@ -93,6 +93,7 @@ impl Eviction {
                 precondition_uid: text("/preconditions/uid"),
                 precondition_resource_version: text("/preconditions/resourceVersion"),
                 propagation,
+                fence: None,
             },
         })
     }

@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod codec;
 pub mod eviction;
+pub mod fence;
 mod gc;
 pub mod keys;
 mod ops;
@@ -32,6 +33,7 @@ use slipway_apimachinery::selector::{FieldSelector, LabelSelector};
 use slipway_apimachinery::{ApiError, ResourceDef};
 use slipway_store::{Revision, Store, StoreError};
 
+pub use fence::{FENCE_HEADER, FENCED_REASON, Fence};
 pub use watch::{WatchEvent, WatchEventType, WatchParams, WatchStream};
 
 /// How unknown fields in a request are handled (`fieldValidation`).
@@ -69,6 +71,8 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// Server-side apply: take ownership of conflicting fields.
     pub force: bool,
+    /// Write only while this lease names this holder (see [`fence`]).
+    pub fence: Option<Fence>,
 }
 
 impl WriteOptions {
@@ -158,6 +162,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub propagation: Option<Propagation>,
+    /// Delete only while this lease names this holder (see [`fence`]).
+    pub fence: Option<Fence>,
 }
 
 /// What a delete did.

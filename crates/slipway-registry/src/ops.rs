@@ -280,6 +280,7 @@ impl Registry {
         warnings: Vec<String>,
     ) -> Result<Written, ApiError> {
         let name = meta::name(&obj).unwrap_or_default().to_string();
+        self.check_fence(opts.fence.as_ref()).await?;
         if let Some(ns) = ns {
             self.check_namespace_open(ns).await?;
         }
@@ -292,7 +293,7 @@ impl Registry {
         }
         let key = self.keys.key(def, ns, &name);
         let bytes = codec::encode(&obj)?;
-        match self.store.create(&key, bytes).await {
+        match self.store_create(&key, bytes, opts.fence.as_ref()).await? {
             Ok(rev) => {
                 let mut obj = obj;
                 codec::set_resource_version(&mut obj, rev);
@@ -509,6 +510,7 @@ impl Registry {
     ) -> Result<Written, ApiError> {
         let ns = scope(def, ns)?;
         let key = self.keys.key(def, ns, name);
+        self.check_fence(opts.fence.as_ref()).await?;
         loop {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
                 return Err(ApiError::not_found(&def.plural, &def.group, name));
@@ -552,7 +554,10 @@ impl Registry {
                 });
             }
             if ready_to_remove(def, &new) {
-                return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                return match self
+                    .store_delete(&key, Some(kv.mod_revision), opts.fence.as_ref())
+                    .await?
+                {
                     Ok((rev, _)) => {
                         codec::set_resource_version(&mut new, rev);
                         self.gc_wakeup.notify_one();
@@ -571,7 +576,10 @@ impl Registry {
                 };
             }
             let bytes = codec::encode(&new)?;
-            match self.store.update(&key, bytes, kv.mod_revision).await {
+            match self
+                .store_update(&key, bytes, kv.mod_revision, opts.fence.as_ref())
+                .await?
+            {
                 Ok(rev) => {
                     codec::set_resource_version(&mut new, rev);
                     return Ok(Written {
@@ -753,6 +761,7 @@ impl Registry {
     ) -> Result<Deleted, ApiError> {
         let ns = scope(def, ns)?;
         let key = self.keys.key(def, ns, name);
+        self.check_fence(opts.fence.as_ref()).await?;
         loop {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
                 return Err(ApiError::not_found(&def.plural, &def.group, name));
@@ -800,7 +809,10 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Deleted::Gone(current));
                 }
-                match self.store.delete(&key, Some(kv.mod_revision)).await {
+                match self
+                    .store_delete(&key, Some(kv.mod_revision), opts.fence.as_ref())
+                    .await?
+                {
                     Ok((rev, _)) => {
                         let mut last = current;
                         codec::set_resource_version(&mut last, rev);
@@ -845,7 +857,10 @@ impl Registry {
                 return Ok(Deleted::Pending(marked));
             }
             let bytes = codec::encode(&marked)?;
-            match self.store.update(&key, bytes, kv.mod_revision).await {
+            match self
+                .store_update(&key, bytes, kv.mod_revision, opts.fence.as_ref())
+                .await?
+            {
                 Ok(rev) => {
                     codec::set_resource_version(&mut marked, rev);
                     self.gc_wakeup.notify_one();

@@ -132,13 +132,18 @@ async fn clusters_follow_their_machines() {
         )
         .await
         .expect("in-place patch");
-    eventually("the patched machine's API server at the new version", || async {
-        let pods = list(&reg, "", "pods", Some("kube-system")).await;
-        pods.iter()
-            .filter(|p| p["spec"]["containers"][0]["image"] == "registry.k8s.io/kube-apiserver:v1.34.1")
-            .count()
-            == 1
-    })
+    eventually(
+        "the patched machine's API server at the new version",
+        || async {
+            let pods = list(&reg, "", "pods", Some("kube-system")).await;
+            pods.iter()
+                .filter(|p| {
+                    p["spec"]["containers"][0]["image"] == "registry.k8s.io/kube-apiserver:v1.34.1"
+                })
+                .count()
+                == 1
+        },
+    )
     .await;
 
     // A Deployment gets its pods scheduled on workers (not the tainted control plane) and run.

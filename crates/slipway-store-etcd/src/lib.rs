@@ -66,8 +66,8 @@ use etcd_client::{
 };
 use futures::StreamExt;
 use slipway_store::{
-    EventKind, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError, WatchEvent,
-    WatchStream, prefix_end,
+    EventKind, Guard, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError,
+    WatchEvent, WatchStream, prefix_end,
 };
 
 #[cfg(feature = "testing")]
@@ -417,12 +417,186 @@ fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// The single get response a failed txn's `or_else` branch carries.
-fn else_get(resp: &TxnResponse) -> Option<GetResponse> {
-    resp.op_responses().into_iter().find_map(|op| match op {
-        TxnOpResponse::Get(get) => Some(get),
-        _ => None,
-    })
+/// The compares that make a write conditional on a [`Guard`]: the guard key exists
+/// (`version > 0`, since a missing key has `mod_revision` 0) at exactly the named revision.
+fn guard_compares(full: &[u8], guard: &Guard) -> [Compare; 2] {
+    [
+        Compare::version(full.to_vec(), CompareOp::Greater, 0),
+        Compare::mod_revision(full.to_vec(), CompareOp::Equal, guard.mod_revision),
+    ]
+}
+
+/// Every `Get` answer of a failed transaction's `else` branch, in order.
+fn else_gets(resp: &TxnResponse) -> Vec<GetResponse> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The modification revision a `Get` answer reports, if the key exists.
+fn got_revision(get: Option<&GetResponse>) -> Option<Revision> {
+    get.and_then(|get| get.kvs().first().map(|kv| kv.mod_revision()))
+}
+
+impl EtcdStore {
+    /// Adds the guard's compares and a read of the guard key (in the `else` branch, last) to a
+    /// transaction's parts; returns the error to report if the guard is what failed.
+    fn guarded(
+        &self,
+        guard: Option<&Guard>,
+        when: &mut Vec<Compare>,
+        or_else: &mut Vec<TxnOp>,
+    ) -> Result<()> {
+        if let Some(guard) = guard {
+            check_key(&guard.key)?;
+            let full = self.full_key(&guard.key);
+            when.extend(guard_compares(&full, guard));
+            or_else.push(TxnOp::get(full, None));
+        }
+        Ok(())
+    }
+
+    /// After a failed transaction built with [`Self::guarded`]: the guard error if the guard
+    /// does not hold (its read is the last `Get` of the `else` branch).
+    fn guard_failure(guard: Option<&Guard>, gets: &[GetResponse]) -> Option<StoreError> {
+        let guard = guard?;
+        let current = got_revision(gets.last());
+        (current != Some(guard.mod_revision)).then(|| StoreError::GuardFailed {
+            key: guard.key.clone(),
+            expected: guard.mod_revision,
+            current,
+        })
+    }
+
+    async fn create_with(
+        &self,
+        key: &str,
+        value: Bytes,
+        guard: Option<&Guard>,
+    ) -> Result<Revision> {
+        check_key(key)?;
+        let full = self.full_key(key);
+        let mut when = vec![Compare::create_revision(full.clone(), CompareOp::Equal, 0)];
+        let mut or_else = Vec::new();
+        self.guarded(guard, &mut when, &mut or_else)?;
+        let txn = Txn::new()
+            .when(when)
+            .and_then([TxnOp::put(full, value.to_vec(), None)])
+            .or_else(or_else);
+        let resp = self.txn(txn).await?;
+        if !resp.succeeded() {
+            if let Some(e) = Self::guard_failure(guard, &else_gets(&resp)) {
+                return Err(e);
+            }
+            return Err(StoreError::AlreadyExists {
+                key: key.to_owned(),
+            });
+        }
+        header_revision(resp.header())
+    }
+
+    async fn update_with(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        guard: Option<&Guard>,
+    ) -> Result<Revision> {
+        check_key(key)?;
+        let full = self.full_key(key);
+        // `version > 0`: without it, `mod_revision == 0` would match a missing key and create it.
+        let mut when = vec![
+            Compare::version(full.clone(), CompareOp::Greater, 0),
+            Compare::mod_revision(full.clone(), CompareOp::Equal, expected),
+        ];
+        let mut or_else = vec![TxnOp::get(full.clone(), None)];
+        self.guarded(guard, &mut when, &mut or_else)?;
+        let txn = Txn::new()
+            .when(when)
+            .and_then([TxnOp::put(full, value.to_vec(), None::<PutOptions>)])
+            .or_else(or_else);
+        let resp = self.txn(txn).await?;
+        if resp.succeeded() {
+            return header_revision(resp.header());
+        }
+        let gets = else_gets(&resp);
+        if let Some(e) = Self::guard_failure(guard, &gets) {
+            return Err(e);
+        }
+        Err(match got_revision(gets.first()) {
+            None => StoreError::NotFound {
+                key: key.to_owned(),
+            },
+            Some(current) => StoreError::Conflict {
+                key: key.to_owned(),
+                expected,
+                current: Some(current),
+            },
+        })
+    }
+
+    async fn delete_with(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        guard: Option<&Guard>,
+    ) -> Result<(Revision, KeyValue)> {
+        check_key(key)?;
+        let full = self.full_key(key);
+        let mut when = vec![Compare::version(full.clone(), CompareOp::Greater, 0)];
+        if let Some(expected) = expected {
+            when.push(Compare::mod_revision(
+                full.clone(),
+                CompareOp::Equal,
+                expected,
+            ));
+        }
+        let mut or_else = vec![TxnOp::get(full.clone(), None)];
+        self.guarded(guard, &mut when, &mut or_else)?;
+        let txn = Txn::new()
+            .when(when)
+            .and_then([TxnOp::delete(
+                full,
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
+            .or_else(or_else);
+        let resp = self.txn(txn).await?;
+        if resp.succeeded() {
+            let revision = header_revision(resp.header())?;
+            let prev = resp
+                .op_responses()
+                .into_iter()
+                .find_map(|op| match op {
+                    TxnOpResponse::Delete(mut del) => del.take_prev_kvs().into_iter().next(),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    StoreError::Internal(format!("etcd deleted {key:?} without its last value"))
+                })?;
+            return Ok((revision, self.convert(prev)?));
+        }
+        let gets = else_gets(&resp);
+        if let Some(e) = Self::guard_failure(guard, &gets) {
+            return Err(e);
+        }
+        Err(match (got_revision(gets.first()), expected) {
+            (None, _) => StoreError::NotFound {
+                key: key.to_owned(),
+            },
+            (Some(current), Some(expected)) => StoreError::Conflict {
+                key: key.to_owned(),
+                expected,
+                current: Some(current),
+            },
+            (Some(_), None) => StoreError::Internal(format!(
+                "etcd refused to delete existing key {key:?} without a precondition"
+            )),
+        })
+    }
 }
 
 #[async_trait]
@@ -488,95 +662,38 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision> {
-        check_key(key)?;
-        let full = self.full_key(key);
-        let txn = Txn::new()
-            .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(full, value.to_vec(), None)]);
-        let resp = self.txn(txn).await?;
-        if !resp.succeeded() {
-            return Err(StoreError::AlreadyExists {
-                key: key.to_owned(),
-            });
-        }
-        header_revision(resp.header())
+        self.create_with(key, value, None).await
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision> {
-        check_key(key)?;
-        let full = self.full_key(key);
-        // `version > 0`: without it, `mod_revision == 0` would match a missing key and create it.
-        let txn = Txn::new()
-            .when([
-                Compare::version(full.clone(), CompareOp::Greater, 0),
-                Compare::mod_revision(full.clone(), CompareOp::Equal, expected),
-            ])
-            .and_then([TxnOp::put(full.clone(), value.to_vec(), None::<PutOptions>)])
-            .or_else([TxnOp::get(full, None)]);
-        let resp = self.txn(txn).await?;
-        if resp.succeeded() {
-            return header_revision(resp.header());
-        }
-        let current = else_get(&resp).and_then(|get| get.kvs().first().map(|kv| kv.mod_revision()));
-        Err(match current {
-            None => StoreError::NotFound {
-                key: key.to_owned(),
-            },
-            Some(current) => StoreError::Conflict {
-                key: key.to_owned(),
-                expected,
-                current: Some(current),
-            },
-        })
+        self.update_with(key, value, expected, None).await
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue)> {
-        check_key(key)?;
-        let full = self.full_key(key);
-        let mut when = vec![Compare::version(full.clone(), CompareOp::Greater, 0)];
-        if let Some(expected) = expected {
-            when.push(Compare::mod_revision(
-                full.clone(),
-                CompareOp::Equal,
-                expected,
-            ));
-        }
-        let txn = Txn::new()
-            .when(when)
-            .and_then([TxnOp::delete(
-                full.clone(),
-                Some(DeleteOptions::new().with_prev_key()),
-            )])
-            .or_else([TxnOp::get(full, None)]);
-        let resp = self.txn(txn).await?;
-        if resp.succeeded() {
-            let revision = header_revision(resp.header())?;
-            let prev = resp
-                .op_responses()
-                .into_iter()
-                .find_map(|op| match op {
-                    TxnOpResponse::Delete(mut del) => del.take_prev_kvs().into_iter().next(),
-                    _ => None,
-                })
-                .ok_or_else(|| {
-                    StoreError::Internal(format!("etcd deleted {key:?} without its last value"))
-                })?;
-            return Ok((revision, self.convert(prev)?));
-        }
-        let current = else_get(&resp).and_then(|get| get.kvs().first().map(|kv| kv.mod_revision()));
-        Err(match (current, expected) {
-            (None, _) => StoreError::NotFound {
-                key: key.to_owned(),
-            },
-            (Some(current), Some(expected)) => StoreError::Conflict {
-                key: key.to_owned(),
-                expected,
-                current: Some(current),
-            },
-            (Some(_), None) => StoreError::Internal(format!(
-                "etcd refused to delete existing key {key:?} without a precondition"
-            )),
-        })
+        self.delete_with(key, expected, None).await
+    }
+
+    async fn create_guarded(&self, key: &str, value: Bytes, guard: &Guard) -> Result<Revision> {
+        self.create_with(key, value, Some(guard)).await
+    }
+
+    async fn update_guarded(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        guard: &Guard,
+    ) -> Result<Revision> {
+        self.update_with(key, value, expected, Some(guard)).await
+    }
+
+    async fn delete_guarded(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        guard: &Guard,
+    ) -> Result<(Revision, KeyValue)> {
+        self.delete_with(key, expected, Some(guard)).await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::{
-    EventKind, KeyValue, ListOptions, Revision, Store, StoreError, WatchEvent, WatchStream,
+    EventKind, Guard, KeyValue, ListOptions, Revision, Store, StoreError, WatchEvent, WatchStream,
 };
 
 /// How long a case waits for one watch event before declaring it lost.
@@ -100,6 +100,10 @@ macro_rules! store_conformance_tests {
             compaction_keeps_latest_values,
             concurrent_cas_increments_lose_nothing,
             many_watchers_see_every_event_once_in_order,
+            guarded_writes_succeed_while_guard_holds,
+            guarded_writes_fail_once_guard_moves,
+            guard_is_checked_before_own_precondition,
+            concurrent_guard_move_and_guarded_writes_are_serialised,
         );
     };
     (@cases ($factory:expr); $($case:ident),* $(,)?) => {
@@ -1327,4 +1331,210 @@ pub async fn many_watchers_see_every_event_once_in_order(store: Arc<dyn Store>) 
             Some(f) => assert_eq!(&summary, f, "watcher {n} saw different events"),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// guarded writes (fencing)
+
+fn guard_failed(e: &StoreError, key: &str, expected: Revision, current: Option<Revision>) -> bool {
+    *e == StoreError::GuardFailed {
+        key: key.to_string(),
+        expected,
+        current,
+    }
+}
+
+/// While the guard key sits at the named revision, guarded create, update and delete behave
+/// exactly like their unguarded forms, and the guard key itself is untouched.
+pub async fn guarded_writes_succeed_while_guard_holds(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let lease = s
+        .create("/g1/lease", b("holder-a"))
+        .await
+        .expect("create lease");
+    let guard = Guard {
+        key: "/g1/lease".to_string(),
+        mod_revision: lease,
+    };
+    let r1 = s
+        .create_guarded("/g1/obj", b("v1"), &guard)
+        .await
+        .expect("guarded create");
+    assert!(r1 > lease);
+    let r2 = s
+        .update_guarded("/g1/obj", b("v2"), r1, &guard)
+        .await
+        .expect("guarded update");
+    assert!(r2 > r1);
+    assert_eq!(must_get(s, "/g1/obj").await.value, b("v2"));
+    let (r3, last) = s
+        .delete_guarded("/g1/obj", Some(r2), &guard)
+        .await
+        .expect("guarded delete");
+    assert!(r3 > r2);
+    assert_eq!(last.value, b("v2"));
+    assert_eq!(last.mod_revision, r2);
+    assert!(s.get("/g1/obj").await.expect("get").is_none());
+    assert_eq!(must_get(s, "/g1/lease").await.mod_revision, lease);
+}
+
+/// Once the guard key changes (or disappears), every guarded write fails with `GuardFailed`
+/// naming the current revision, and nothing is written: no new revision, no watch event.
+pub async fn guarded_writes_fail_once_guard_moves(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let lease = s
+        .create("/g2/lease", b("holder-a"))
+        .await
+        .expect("create lease");
+    let obj = s.create("/g2/obj", b("v1")).await.expect("create obj");
+    let stale = Guard {
+        key: "/g2/lease".to_string(),
+        mod_revision: lease,
+    };
+    let taken = s
+        .update("/g2/lease", b("holder-b"), lease)
+        .await
+        .expect("take over lease");
+    let before = s.current_revision().await.expect("revision");
+    let mut watch = open_watch(s, "/g2/", before).await;
+
+    let e = s
+        .create_guarded("/g2/new", b("x"), &stale)
+        .await
+        .expect_err("create under a moved guard");
+    assert!(guard_failed(&e, "/g2/lease", lease, Some(taken)), "{e:?}");
+    let e = s
+        .update_guarded("/g2/obj", b("v2"), obj, &stale)
+        .await
+        .expect_err("update under a moved guard");
+    assert!(guard_failed(&e, "/g2/lease", lease, Some(taken)), "{e:?}");
+    let e = s
+        .delete_guarded("/g2/obj", Some(obj), &stale)
+        .await
+        .expect_err("delete under a moved guard");
+    assert!(guard_failed(&e, "/g2/lease", lease, Some(taken)), "{e:?}");
+
+    // A guard on a key that is gone fails too, with no current revision.
+    s.delete("/g2/lease", None).await.expect("delete lease");
+    let gone = Guard {
+        key: "/g2/lease".to_string(),
+        mod_revision: taken,
+    };
+    let e = s
+        .update_guarded("/g2/obj", b("v3"), obj, &gone)
+        .await
+        .expect_err("update under a deleted guard");
+    assert!(guard_failed(&e, "/g2/lease", taken, None), "{e:?}");
+
+    assert!(s.get("/g2/new").await.expect("get").is_none());
+    let kv = must_get(s, "/g2/obj").await;
+    assert_eq!((kv.value, kv.mod_revision), (b("v1"), obj));
+    // The only event after `before` is the lease deletion.
+    let event = next_event(&mut watch, "lease deletion").await;
+    assert_eq!(
+        (event.kind, event.kv.key.as_str()),
+        (EventKind::Deleted, "/g2/lease")
+    );
+    assert_quiet(&mut watch, "refused guarded writes").await;
+}
+
+/// When both the guard and the write's own precondition fail, the guard error wins: a fenced
+/// writer learns it is fenced rather than retrying a conflict it can never win.
+pub async fn guard_is_checked_before_own_precondition(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let lease = s.create("/g3/lease", b("a")).await.expect("create lease");
+    let obj = s.create("/g3/obj", b("v1")).await.expect("create obj");
+    let moved = s
+        .update("/g3/lease", b("b"), lease)
+        .await
+        .expect("move lease");
+    let stale = Guard {
+        key: "/g3/lease".to_string(),
+        mod_revision: lease,
+    };
+    let e = s
+        .create_guarded("/g3/obj", b("dup"), &stale)
+        .await
+        .expect_err("create existing under a moved guard");
+    assert!(guard_failed(&e, "/g3/lease", lease, Some(moved)), "{e:?}");
+    let e = s
+        .update_guarded("/g3/obj", b("v2"), obj + 1000, &stale)
+        .await
+        .expect_err("conflicting update under a moved guard");
+    assert!(guard_failed(&e, "/g3/lease", lease, Some(moved)), "{e:?}");
+    let e = s
+        .delete_guarded("/g3/missing", None, &stale)
+        .await
+        .expect_err("delete missing under a moved guard");
+    assert!(guard_failed(&e, "/g3/lease", lease, Some(moved)), "{e:?}");
+
+    // With a holding guard, the write's own errors come through unchanged.
+    let fresh = Guard {
+        key: "/g3/lease".to_string(),
+        mod_revision: moved,
+    };
+    let e = s
+        .create_guarded("/g3/obj", b("dup"), &fresh)
+        .await
+        .expect_err("create existing");
+    assert_eq!(
+        e,
+        StoreError::AlreadyExists {
+            key: "/g3/obj".to_string()
+        }
+    );
+    let e = s
+        .update_guarded("/g3/obj", b("v2"), obj + 1000, &fresh)
+        .await
+        .expect_err("conflicting update");
+    assert!(matches!(e, StoreError::Conflict { .. }), "{e:?}");
+    let e = s
+        .delete_guarded("/g3/missing", None, &fresh)
+        .await
+        .expect_err("delete missing");
+    assert!(matches!(e, StoreError::NotFound { .. }), "{e:?}");
+}
+
+/// A guard move racing with many guarded writes: every write that succeeded committed before
+/// the move (its revision is lower), every one after it failed with `GuardFailed`.
+pub async fn concurrent_guard_move_and_guarded_writes_are_serialised(store: Arc<dyn Store>) {
+    let lease = store
+        .create("/g4/lease", b("a"))
+        .await
+        .expect("create lease");
+    let guard = Guard {
+        key: "/g4/lease".to_string(),
+        mod_revision: lease,
+    };
+    let mut writers = Vec::new();
+    for i in 0..20 {
+        let store = Arc::clone(&store);
+        let guard = guard.clone();
+        writers.push(tokio::spawn(async move {
+            store
+                .create_guarded(&format!("/g4/obj-{i:02}"), b("x"), &guard)
+                .await
+        }));
+    }
+    let moved = store
+        .update("/g4/lease", b("b"), lease)
+        .await
+        .expect("move lease");
+    let mut written = 0;
+    for writer in writers {
+        match writer.await.expect("writer task") {
+            Ok(revision) => {
+                assert!(
+                    revision < moved,
+                    "a guarded write committed after the guard moved"
+                );
+                written += 1;
+            }
+            Err(e) => assert!(guard_failed(&e, "/g4/lease", lease, Some(moved)), "{e:?}"),
+        }
+    }
+    assert_eq!(
+        list_all(store.as_ref(), "/g4/obj-", None).await.len(),
+        written
+    );
 }

@@ -117,6 +117,15 @@ pub enum StoreError {
         requested: Revision,
         current: Revision,
     },
+    /// A guarded write was refused: the guard key's modification revision is not the one the
+    /// writer named (`current` is `None` when the guard key does not exist). Nothing was
+    /// written. See [`Guard`].
+    #[error("guard on key {key:?} failed (expected revision {expected}, current {current:?})")]
+    GuardFailed {
+        key: String,
+        expected: Revision,
+        current: Option<Revision>,
+    },
     #[error("invalid request: {0}")]
     Invalid(String),
     /// The backend cannot be reached right now; retrying may succeed.
@@ -128,6 +137,22 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A condition on *another* key, checked atomically with a write: the write happens only if
+/// `key` currently exists with modification revision `mod_revision`.
+///
+/// This is how fencing works: a leader writes with a guard on its lease key at the revision
+/// it last saw; once another replica takes the lease over (changing the lease key), every
+/// write of the stale leader fails with [`StoreError::GuardFailed`] even if it has not
+/// noticed yet. The check and the write are one transaction (SQLite's writer transaction,
+/// one etcd `Txn`), so there is no window between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The guarding key (for example a `Lease` object's key).
+    pub key: String,
+    /// The modification revision `key` must have for the write to go ahead.
+    pub mod_revision: Revision,
+}
 
 /// A revisioned key/value store with watch. Keys are UTF-8 strings compared bytewise.
 #[async_trait]
@@ -151,6 +176,27 @@ pub trait Store: Send + Sync + 'static {
     /// Delete `key`, if `expected` is given only when its modification revision matches.
     /// Returns the deletion's revision and the last value.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue)>;
+
+    /// [`Store::create`], only if `guard` holds at the moment of the write
+    /// ([`StoreError::GuardFailed`] otherwise, checked before the write's own precondition).
+    async fn create_guarded(&self, key: &str, value: Bytes, guard: &Guard) -> Result<Revision>;
+
+    /// [`Store::update`], only if `guard` holds at the moment of the write.
+    async fn update_guarded(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        guard: &Guard,
+    ) -> Result<Revision>;
+
+    /// [`Store::delete`], only if `guard` holds at the moment of the write.
+    async fn delete_guarded(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        guard: &Guard,
+    ) -> Result<(Revision, KeyValue)>;
 
     /// Every change to keys starting with `prefix` after revision `after`, then live ones.
     /// `after` older than the compacted revision fails with `Compacted`.

@@ -50,8 +50,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::{broadcast, oneshot};
 
 use crate::{
-    EventKind, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError, WatchEvent,
-    WatchStream,
+    EventKind, Guard, KeyValue, ListOptions, ListResult, Result, Revision, Store, StoreError,
+    WatchEvent, WatchStream,
 };
 
 /// The schema version this code writes (`PRAGMA user_version`).
@@ -155,6 +155,8 @@ struct Written {
 enum Request {
     Write {
         op: Op,
+        /// Checked in the same transaction, before the write.
+        guard: Option<Guard>,
         reply: oneshot::Sender<Result<Written>>,
     },
     Compact {
@@ -541,12 +543,62 @@ impl SqliteStore {
             .await
     }
 
-    async fn write(&self, op: Op) -> Result<Written> {
+    async fn write(&self, op: Op, guard: Option<Guard>) -> Result<Written> {
+        if let Some(guard) = &guard {
+            check_key(&guard.key)?;
+        }
         let (reply, rx) = oneshot::channel();
         self.requests
-            .send(Request::Write { op, reply })
+            .send(Request::Write { op, guard, reply })
             .map_err(|_| closed_error())?;
         rx.await.map_err(|_| closed_error())?
+    }
+}
+
+impl SqliteStore {
+    async fn create_with(&self, key: &str, value: Bytes, guard: Option<Guard>) -> Result<Revision> {
+        check_key(key)?;
+        let op = Op::Create {
+            key: key.to_string(),
+            value,
+        };
+        Ok(self.write(op, guard).await?.revision)
+    }
+
+    async fn update_with(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        guard: Option<Guard>,
+    ) -> Result<Revision> {
+        check_key(key)?;
+        let op = Op::Update {
+            key: key.to_string(),
+            value,
+            expected,
+        };
+        Ok(self.write(op, guard).await?.revision)
+    }
+
+    async fn delete_with(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        guard: Option<Guard>,
+    ) -> Result<(Revision, KeyValue)> {
+        check_key(key)?;
+        let op = Op::Delete {
+            key: key.to_string(),
+            expected,
+        };
+        let written = self.write(op, guard).await?;
+        match written.prev {
+            Some(prev) => Ok((written.revision, prev)),
+            None => Err(StoreError::Internal(
+                "a deletion did not report the deleted value".to_string(),
+            )),
+        }
     }
 }
 
@@ -943,37 +995,39 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision> {
-        check_key(key)?;
-        let op = Op::Create {
-            key: key.to_string(),
-            value,
-        };
-        Ok(self.write(op).await?.revision)
+        self.create_with(key, value, None).await
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision> {
-        check_key(key)?;
-        let op = Op::Update {
-            key: key.to_string(),
-            value,
-            expected,
-        };
-        Ok(self.write(op).await?.revision)
+        self.update_with(key, value, expected, None).await
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue)> {
-        check_key(key)?;
-        let op = Op::Delete {
-            key: key.to_string(),
-            expected,
-        };
-        let written = self.write(op).await?;
-        match written.prev {
-            Some(prev) => Ok((written.revision, prev)),
-            None => Err(StoreError::Internal(
-                "a deletion did not report the deleted value".to_string(),
-            )),
-        }
+        self.delete_with(key, expected, None).await
+    }
+
+    async fn create_guarded(&self, key: &str, value: Bytes, guard: &Guard) -> Result<Revision> {
+        self.create_with(key, value, Some(guard.clone())).await
+    }
+
+    async fn update_guarded(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        guard: &Guard,
+    ) -> Result<Revision> {
+        self.update_with(key, value, expected, Some(guard.clone()))
+            .await
+    }
+
+    async fn delete_guarded(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        guard: &Guard,
+    ) -> Result<(Revision, KeyValue)> {
+        self.delete_with(key, expected, Some(guard.clone())).await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
@@ -1141,9 +1195,9 @@ impl Writer {
         let mut events = Vec::new();
         for request in requests {
             match request {
-                Request::Write { op, .. } => {
+                Request::Write { op, guard, .. } => {
                     let sp = tx.savepoint()?;
-                    match apply_op(&sp, revision + 1, op) {
+                    match apply_op(&sp, revision + 1, op, guard.as_ref()) {
                         Ok(Ok(event)) => {
                             sp.commit()?;
                             revision += 1;
@@ -1231,10 +1285,21 @@ fn apply_op(
     conn: &Connection,
     rev: Revision,
     op: &Op,
+    guard: Option<&Guard>,
 ) -> rusqlite::Result<Result<WatchEvent, StoreError>> {
     let key = match op {
         Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key,
     };
+    if let Some(guard) = guard {
+        let current = current_kv(conn, &guard.key)?.map(|kv| kv.mod_revision);
+        if current != Some(guard.mod_revision) {
+            return Ok(Err(StoreError::GuardFailed {
+                key: guard.key.clone(),
+                expected: guard.mod_revision,
+                current,
+            }));
+        }
+    }
     let current = current_kv(conn, key)?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO log (rev, key, value, create_rev, prev_rev, deleted)

@@ -91,7 +91,11 @@ impl Call<'_> {
             }
             BodyFormat::StrategicMergePatch => Patch::Strategic(value),
             BodyFormat::JsonPatch => Patch::Json(value),
-            _ => return Err(ApiError::unsupported_media_type(self.content_type().unwrap_or_default())),
+            _ => {
+                return Err(ApiError::unsupported_media_type(
+                    self.content_type().unwrap_or_default(),
+                ));
+            }
         };
         let written = self
             .server

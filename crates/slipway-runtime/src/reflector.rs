@@ -1,0 +1,327 @@
+//! Informers: a local cache of one kind fed by list + watch through the [`Client`] trait.
+//!
+//! The [`Informer`] lists (page by page), replaces its [`Store`] with the result, then
+//! watches from the list's resourceVersion, applying every event. When the watch ends it
+//! resumes from the last resourceVersion it saw (bookmarks included); when the server says
+//! that version is gone (410) it lists again; other errors back off exponentially. Every
+//! change is also sent to the subscribers ([`Informer::subscribe`]) as an [`Event`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use slipway_client::{Api, ListParams, WatchEventOf, WatchParams};
+use tokio::sync::{mpsc, watch};
+
+use crate::ObjectKey;
+use crate::queue::Backoff;
+
+/// The cache: objects by namespace/name, readable from many tasks at once.
+pub struct Store<K> {
+    objects: Arc<RwLock<HashMap<ObjectKey, Arc<K>>>>,
+    synced: watch::Receiver<bool>,
+}
+
+impl<K> Clone for Store<K> {
+    fn clone(&self) -> Self {
+        Self {
+            objects: Arc::clone(&self.objects),
+            synced: self.synced.clone(),
+        }
+    }
+}
+
+impl<K> std::fmt::Debug for Store<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Store<K> {
+    /// The cached object.
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<K>> {
+        self.objects
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    /// Every cached object.
+    pub fn state(&self) -> Vec<Arc<K>> {
+        self.objects
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// How many objects are cached.
+    pub fn len(&self) -> usize {
+        self.objects
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True once the first list completed (the cache reflects the server).
+    pub fn has_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Wait until [`Store::has_synced`].
+    pub async fn wait_synced(&self) {
+        let mut synced = self.synced.clone();
+        // An error means the informer is gone; nothing more to wait for.
+        let _ = synced.wait_for(|s| *s).await;
+    }
+}
+
+/// A change the informer applied to its cache.
+#[derive(Debug, Clone)]
+pub enum Event<K> {
+    /// The object was added or changed (or seen again by a relist).
+    Applied(Arc<K>),
+    /// The object was deleted (or was absent from a relist).
+    Deleted(Arc<K>),
+}
+
+impl<K> Event<K> {
+    /// The object the event is about.
+    pub fn object(&self) -> &Arc<K> {
+        match self {
+            Self::Applied(k) | Self::Deleted(k) => k,
+        }
+    }
+}
+
+/// Options of an informer.
+#[derive(Debug, Clone)]
+pub struct InformerConfig {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    /// List page size.
+    pub page_size: u32,
+    /// Ask the server to end each watch after this long (then it resumes).
+    pub watch_timeout: Duration,
+    /// Backoff between failed attempts (reset after a successful list or watch event).
+    pub backoff: Backoff,
+    /// Ask for bookmarks, so that resuming after a quiet period does not need a relist.
+    pub bookmarks: bool,
+}
+
+impl Default for InformerConfig {
+    fn default() -> Self {
+        Self {
+            label_selector: None,
+            field_selector: None,
+            page_size: 500,
+            watch_timeout: Duration::from_secs(290),
+            backoff: Backoff {
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(30),
+            },
+            bookmarks: true,
+        }
+    }
+}
+
+/// List + watch of one kind into a [`Store`]. Build it, take [`Informer::store`] and
+/// [`Informer::subscribe`] as needed, then drive [`Informer::run`] (it runs until dropped).
+pub struct Informer<K> {
+    api: Api<K>,
+    config: InformerConfig,
+    objects: Arc<RwLock<HashMap<ObjectKey, Arc<K>>>>,
+    synced_tx: watch::Sender<bool>,
+    synced_rx: watch::Receiver<bool>,
+    subscribers: Vec<mpsc::UnboundedSender<Event<K>>>,
+    lists: Arc<AtomicU64>,
+}
+
+impl<K> Informer<K>
+where
+    K: kube::Resource + Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// An informer over `api` (its namespace, or all).
+    pub fn new(api: Api<K>, config: InformerConfig) -> Self {
+        let (synced_tx, synced_rx) = watch::channel(false);
+        Self {
+            api,
+            config,
+            objects: Arc::default(),
+            synced_tx,
+            synced_rx,
+            subscribers: Vec::new(),
+            lists: Arc::default(),
+        }
+    }
+
+    /// A reader of the cache.
+    pub fn store(&self) -> Store<K> {
+        Store {
+            objects: Arc::clone(&self.objects),
+            synced: self.synced_rx.clone(),
+        }
+    }
+
+    /// Every change from now on (call before [`Informer::run`]).
+    pub fn subscribe(&mut self) -> mpsc::UnboundedReceiver<Event<K>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.push(tx);
+        rx
+    }
+
+    /// A counter of completed lists (the first one, then one per relist).
+    pub fn list_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.lists)
+    }
+
+    fn send(&mut self, event: Event<K>) {
+        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ObjectKey, Arc<K>>> {
+        self.objects.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// List everything and replace the cache; returns the list's resourceVersion.
+    async fn relist(&mut self) -> slipway_client::Result<String> {
+        let mut params = ListParams {
+            label_selector: self.config.label_selector.clone(),
+            field_selector: self.config.field_selector.clone(),
+            limit: Some(self.config.page_size),
+            ..ListParams::default()
+        };
+        let mut items = Vec::new();
+        let version = loop {
+            let page = self.api.list(&params).await?;
+            items.extend(page.items);
+            match page.continue_token {
+                Some(token) => params.continue_token = Some(token),
+                None => break page.resource_version,
+            }
+        };
+        let fresh: HashMap<ObjectKey, Arc<K>> = items
+            .into_iter()
+            .map(|k| (ObjectKey::of(&k), Arc::new(k)))
+            .collect();
+        let old = std::mem::replace(&mut *self.write(), fresh.clone());
+        for (key, obj) in old {
+            if !fresh.contains_key(&key) {
+                self.send(Event::Deleted(obj));
+            }
+        }
+        for obj in fresh.into_values() {
+            self.send(Event::Applied(obj));
+        }
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.synced_tx.send_replace(true);
+        Ok(version)
+    }
+
+    /// Keep the cache in step with the server, forever (drop or abort the task to stop).
+    pub async fn run(mut self) {
+        let mut failures = 0u32;
+        let mut version: Option<String> = None;
+        loop {
+            let from = match version.take() {
+                Some(v) => v,
+                None => match self.relist().await {
+                    Ok(v) => {
+                        failures = 0;
+                        v
+                    }
+                    Err(e) => {
+                        let delay = self.config.backoff.delay(failures);
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(error = %e, ?delay, "informer: list failed");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                },
+            };
+            match self.watch_from(&from).await {
+                WatchEnd::Resume(v) => {
+                    failures = 0;
+                    version = Some(v);
+                }
+                WatchEnd::Gone => {
+                    tracing::debug!(from, "informer: resourceVersion gone; relisting");
+                }
+                WatchEnd::Failed(v, e) => {
+                    let delay = self.config.backoff.delay(failures);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, ?delay, "informer: watch failed");
+                    tokio::time::sleep(delay).await;
+                    version = Some(v);
+                }
+            }
+        }
+    }
+
+    /// Watch from `from` until the stream ends.
+    async fn watch_from(&mut self, from: &str) -> WatchEnd {
+        let params = WatchParams {
+            label_selector: self.config.label_selector.clone(),
+            field_selector: self.config.field_selector.clone(),
+            resource_version: Some(from.to_string()),
+            bookmarks: self.config.bookmarks,
+            timeout: Some(self.config.watch_timeout),
+        };
+        let mut last = from.to_string();
+        let mut stream = match self.api.watch(&params).await {
+            Ok(s) => s,
+            Err(e) if e.is_gone() => return WatchEnd::Gone,
+            Err(e) => return WatchEnd::Failed(last, e),
+        };
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(WatchEventOf::Added(k)) | Ok(WatchEventOf::Modified(k)) => {
+                    if let Some(v) = k.meta().resource_version.clone() {
+                        last = v;
+                    }
+                    let k = Arc::new(k);
+                    self.write().insert(ObjectKey::of(&*k), Arc::clone(&k));
+                    self.send(Event::Applied(k));
+                }
+                Ok(WatchEventOf::Deleted(k)) => {
+                    if let Some(v) = k.meta().resource_version.clone() {
+                        last = v;
+                    }
+                    let k = Arc::new(k);
+                    self.write().remove(&ObjectKey::of(&*k));
+                    self.send(Event::Deleted(k));
+                }
+                Ok(WatchEventOf::Bookmark { resource_version }) => last = resource_version,
+                Ok(WatchEventOf::Error(status)) if status.code == 410 => return WatchEnd::Gone,
+                Ok(WatchEventOf::Error(status)) => {
+                    return WatchEnd::Failed(last, slipway_client::Error::Api(status));
+                }
+                Err(e) if e.is_gone() => return WatchEnd::Gone,
+                Err(e) => return WatchEnd::Failed(last, e),
+            }
+        }
+        WatchEnd::Resume(last)
+    }
+}
+
+enum WatchEnd {
+    /// The stream ended normally: resume from this version.
+    Resume(String),
+    /// The version is compacted: relist.
+    Gone,
+    /// Back off, then resume from this version.
+    Failed(String, slipway_client::Error),
+}
