@@ -347,6 +347,8 @@ pub struct Running {
     pub local_addr: SocketAddr,
     pub kubeconfig: PathBuf,
     pub task: tokio::task::JoinHandle<()>,
+    /// The server's shared state (e.g. `server.metrics.include(..)` for controller metrics).
+    pub server: Arc<ApiServer>,
 }
 
 /// Prepare TLS material and credentials in the data directory, bind, and serve until the task
@@ -372,6 +374,7 @@ pub async fn serve(registry: Arc<Registry>, config: &ServeConfig) -> Result<Runn
         local_addr,
         kubeconfig,
         task,
+        server,
     })
 }
 

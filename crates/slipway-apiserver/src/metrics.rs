@@ -22,6 +22,8 @@ pub struct VerbLabels {
 
 pub struct Metrics {
     registry: Registry,
+    /// Other components' registries served on the same `/metrics` (see [`Metrics::include`]).
+    extra: std::sync::RwLock<Vec<std::sync::Arc<Registry>>>,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<VerbLabels, Histogram>,
     pub watchers: Gauge,
@@ -55,6 +57,7 @@ impl Metrics {
         );
         Self {
             registry,
+            extra: std::sync::RwLock::default(),
             requests,
             duration,
             watchers,
@@ -62,9 +65,26 @@ impl Metrics {
         }
     }
 
+    /// Serve `registry` (for example the controllers' metrics) on `/metrics` too.
+    pub fn include(&self, registry: std::sync::Arc<Registry>) {
+        self.extra
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(registry);
+    }
+
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        let extra = self
+            .extra
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = std::iter::once(&self.registry)
+            .chain(extra.iter().map(|r| &**r))
+            .try_for_each(|r| encode_registry(&mut out, r))
+            .and_then(|()| encode_eof(&mut out));
+        if let Err(e) = result {
             tracing::error!(error = %e, "encoding metrics");
         }
         out

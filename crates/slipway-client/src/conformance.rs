@@ -26,6 +26,8 @@ pub struct Fixture {
     pub registry: Arc<Registry>,
     /// The API server's kubeconfig, for [`http`] fixtures.
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// The API server, for [`http`] fixtures (e.g. to include extra metrics).
+    pub server: Option<Arc<slipway_apiserver::ApiServer>>,
     _keep: Box<dyn std::any::Any + Send>,
 }
 
@@ -55,6 +57,7 @@ pub async fn in_process() -> Fixture {
         client: Arc::new(InProcess::new(Arc::clone(&registry))),
         registry,
         kubeconfig: None,
+        server: None,
         _keep: Box::new(dir),
     }
 }
@@ -88,6 +91,7 @@ pub async fn http() -> Fixture {
         client: Arc::new(client),
         registry,
         kubeconfig: Some(running.kubeconfig.clone()),
+        server: Some(Arc::clone(&running.server)),
         _keep: Box::new((ServerTask(running.task), dir)),
     }
 }

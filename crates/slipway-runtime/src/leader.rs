@@ -107,6 +107,8 @@ pub struct LeaderElector {
     config: LeaseConfig,
     /// The lease's resourceVersion when we last saw it change, and when (our clock).
     observed: Option<(String, Instant)>,
+    /// The holder the lease named when last read or written.
+    holder: Option<String>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -129,6 +131,7 @@ impl LeaderElector {
             client,
             config,
             observed: None,
+            holder: None,
         }
     }
 
@@ -152,6 +155,7 @@ impl LeaderElector {
             }
         };
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+        self.holder = spec.and_then(|s| s.holder_identity.clone());
         let decision = decide(
             spec,
             &self.config.identity,
@@ -205,6 +209,7 @@ impl LeaderElector {
             Ok(lease) => {
                 let rv = lease.metadata.resource_version.unwrap_or_default();
                 self.observed = Some((rv, Instant::now()));
+                self.holder = Some(self.config.identity.clone());
                 if decision == Decision::TakeOver {
                     tracing::info!(identity = %self.config.identity, lease = %self.config.name, "took over the lease");
                 }
@@ -214,6 +219,11 @@ impl LeaderElector {
             Err(e) if e.is_conflict() || e.is_already_exists() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The holder the lease named when last read (or written by us), if any.
+    pub fn observed_holder(&self) -> Option<&str> {
+        self.holder.as_deref()
     }
 
     /// Give the lease up if we hold it (so the next candidate need not wait for expiry).
@@ -260,7 +270,10 @@ impl LeaderElector {
                         state_tx.send_replace(true);
                     }
                 } else if leading
-                    && last_renew.is_none_or(|t| t.elapsed() >= self.config.renew_deadline)
+                    && (last_renew.is_none_or(|t| t.elapsed() >= self.config.renew_deadline)
+                        || self
+                            .observed_holder()
+                            .is_some_and(|h| h != self.config.identity))
                 {
                     tracing::warn!(identity = %self.config.identity, "leader election: lost the lease");
                     state_tx.send_replace(false);

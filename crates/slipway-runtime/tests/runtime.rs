@@ -379,3 +379,214 @@ async fn stale_leader_is_fenced_in_process() {
 async fn stale_leader_is_fenced_over_http() {
     stale_leader_is_fenced(http().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_metrics_are_served_on_the_api_servers_metrics() {
+    let f = http().await;
+    let metrics = Metrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    f.server
+        .as_ref()
+        .expect("http fixture has a server")
+        .metrics
+        .include(Arc::new(registry));
+
+    let api = Api::<ConfigMap>::namespaced(Arc::clone(&f.client), "default");
+    api.create(&PostParams::default(), &cm("m", &[]))
+        .await
+        .expect("create");
+    let (ctx, _seen) = Recorder::new(0);
+    let controller =
+        Controller::new("metered", api, InformerConfig::default()).with_metrics(metrics.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(
+        controller.run(record, |_, _, _| Action::backoff(), ctx, async move {
+            let _ = stop_rx.await;
+        }),
+    );
+    eventually("a reconcile", async || {
+        metrics.reconciles("metered", "success") >= 1
+    })
+    .await;
+    let kubeconfig = f.kubeconfig.clone().expect("kubeconfig");
+    let kube = slipway_client::Http::from_kubeconfig(&kubeconfig)
+        .await
+        .expect("client")
+        .kube_client()
+        .expect("kube client");
+    let text = kube
+        .request_text(
+            http::Request::get("/metrics")
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect("GET /metrics");
+    for series in [
+        "slipway_apiserver_request_total",
+        "slipway_controller_reconciles_total{controller=\"metered\",result=\"success\"} 1",
+        "slipway_controller_reconcile_duration_seconds_count{controller=\"metered\"} 1",
+        "slipway_controller_queue_latency_seconds_count{controller=\"metered\"} 1",
+        "slipway_controller_queue_depth{controller=\"metered\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    let _ = stop_tx.send(());
+    tokio::time::timeout(TIMEOUT, run)
+        .await
+        .expect("controller stops")
+        .expect("join");
+}
+
+/// Tracks how many reconciles run at once, and how many finished.
+#[derive(Default)]
+struct Gauge {
+    running: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+    finished: std::sync::atomic::AtomicUsize,
+    /// How long each reconcile takes.
+    hold: Duration,
+}
+
+async fn hold(_obj: Arc<ConfigMap>, g: Arc<Gauge>) -> Result<Action, String> {
+    let now = g.running.fetch_add(1, Ordering::SeqCst) + 1;
+    g.max.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(g.hold).await;
+    g.running.fetch_sub(1, Ordering::SeqCst);
+    g.finished.fetch_add(1, Ordering::SeqCst);
+    Ok(Action::await_change())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_and_graceful_shutdown() {
+    let f = in_process().await;
+    let api = Api::<ConfigMap>::namespaced(Arc::clone(&f.client), "default");
+    for i in 0..6 {
+        api.create(&PostParams::default(), &cm(&format!("c{i}"), &[]))
+            .await
+            .expect("create");
+    }
+    let gauge = Arc::new(Gauge {
+        hold: Duration::from_secs(1),
+        ..Gauge::default()
+    });
+    let controller =
+        Controller::new("limited", api, InformerConfig::default()).with_config(ControllerConfig {
+            concurrency: 2,
+            shutdown_timeout: TIMEOUT,
+            ..ControllerConfig::default()
+        });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(controller.run(
+        hold,
+        |_, _, _| Action::backoff(),
+        Arc::clone(&gauge),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    eventually("two reconciles in flight", async || {
+        gauge.running.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    // Shut down with reconciles in flight: they finish, nothing new starts.
+    let _ = stop_tx.send(());
+    tokio::time::timeout(TIMEOUT, run)
+        .await
+        .expect("controller stops")
+        .expect("join");
+    let finished = gauge.finished.load(Ordering::SeqCst);
+    assert_eq!(
+        gauge.running.load(Ordering::SeqCst),
+        0,
+        "a reconcile was cut off"
+    );
+    assert!((2..6).contains(&finished), "finished {finished}");
+    assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_deadline_abandons_stuck_reconciles() {
+    let f = in_process().await;
+    let api = Api::<ConfigMap>::namespaced(Arc::clone(&f.client), "default");
+    api.create(&PostParams::default(), &cm("stuck", &[]))
+        .await
+        .expect("create");
+    let gauge = Arc::new(Gauge {
+        hold: Duration::from_secs(3600),
+        ..Gauge::default()
+    });
+    let controller =
+        Controller::new("stuck", api, InformerConfig::default()).with_config(ControllerConfig {
+            shutdown_timeout: Duration::from_millis(200),
+            ..ControllerConfig::default()
+        });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(controller.run(
+        hold,
+        |_, _, _| Action::backoff(),
+        Arc::clone(&gauge),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    eventually("the reconcile started", async || {
+        gauge.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let _ = stop_tx.send(());
+    tokio::time::timeout(TIMEOUT, run)
+        .await
+        .expect("controller stops despite a stuck reconcile")
+        .expect("join");
+    assert_eq!(gauge.finished.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_steps_down_when_the_lease_names_someone_else() {
+    let f = in_process().await;
+    let c = LeaderElector::new(
+        Arc::clone(&f.client),
+        LeaseConfig {
+            // A long renew deadline: stepping down must come from seeing the new holder.
+            renew_deadline: Duration::from_secs(3600),
+            lease_duration: Duration::from_secs(3600),
+            ..lease_config("replica-c")
+        },
+    )
+    .spawn();
+    tokio::time::timeout(TIMEOUT, c.wait_leading())
+        .await
+        .expect("c leads");
+    let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        Arc::clone(&f.client),
+        "default",
+    );
+    // Another party takes the lease (with a CAS retry: c renews concurrently).
+    loop {
+        let mut lease = leases.get("controllers").await.expect("lease");
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.holder_identity = Some("intruder".into());
+        }
+        match leases
+            .replace("controllers", &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => break,
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => panic!("take the lease: {e}"),
+        }
+    }
+    tokio::time::timeout(TIMEOUT, c.wait_lost())
+        .await
+        .expect("c notices it lost the lease");
+    assert!(!c.is_leader());
+    c.stop().await;
+    // Stopping does not release a lease someone else holds.
+    assert_eq!(
+        lease_spec(&f).await.holder_identity.as_deref(),
+        Some("intruder")
+    );
+}
