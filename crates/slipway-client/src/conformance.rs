@@ -44,7 +44,17 @@ fn registry_config() -> RegistryConfig {
 async fn registry(dir: &tempfile::TempDir) -> Arc<Registry> {
     let store = slipway_store::sqlite::SqliteStore::open(&dir.path().join("store.db"))
         .expect("open sqlite store");
-    Registry::start(Arc::new(store), slipway_api::resources(), registry_config())
+    // The platform's kinds plus the workload kinds (nodes, pods...), as one server may host.
+    let mut defs = slipway_api::resources();
+    for def in slipway_api::workload_resources() {
+        if !defs
+            .iter()
+            .any(|d| d.group == def.group && d.plural == def.plural)
+        {
+            defs.push(def);
+        }
+    }
+    Registry::start(Arc::new(store), defs, registry_config())
         .await
         .expect("start registry")
 }
@@ -104,6 +114,7 @@ macro_rules! client_conformance_tests {
         $crate::client_conformance_tests!(@cases ($factory);
             crud_and_typed_errors,
             list_selectors_and_paging,
+            cluster_scoped_kind_and_selectable_fields,
             patches_and_status,
             delete_preconditions_and_finalizers,
             watch_events_resume_and_bookmarks,
@@ -290,6 +301,50 @@ pub async fn list_selectors_and_paging(f: Fixture) {
         }
     }
     assert_eq!(seen, ["cm-0", "cm-1", "cm-2", "cm-3", "cm-4"]);
+}
+
+/// A cluster-scoped kind (no namespace anywhere) and a field selector on one of the kind's
+/// own selectable fields (a Node's `spec.unschedulable`).
+pub async fn cluster_scoped_kind_and_selectable_fields(f: Fixture) {
+    let c = f.client.as_ref();
+    let nodes = ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        kind: "Node".into(),
+        plural: "nodes".into(),
+        namespaced: false,
+    };
+    for (name, cordoned) in [("n1", true), ("n2", false)] {
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                          "spec": {"unschedulable": cordoned}});
+        // The namespace is ignored for a cluster-scoped kind.
+        let created = c
+            .create(&nodes, Some("default"), node, &PostParams::default())
+            .await
+            .expect("create node");
+        assert!(
+            created.pointer("/metadata/namespace").is_none(),
+            "{created}"
+        );
+    }
+    let cordoned = c
+        .list(
+            &nodes,
+            None,
+            &ListParams::default().fields("spec.unschedulable=true"),
+        )
+        .await
+        .expect("list by a selectable field");
+    assert_eq!(cordoned.items.iter().map(name).collect::<Vec<_>>(), ["n1"]);
+    let e = c
+        .list(&nodes, None, &ListParams::default().fields("spec.nope=1"))
+        .await
+        .expect_err("an unsupported field");
+    assert_eq!(e.status().map(|s| s.code), Some(400), "{e}");
+    assert_eq!(
+        name(&c.get(&nodes, None, "n2").await.expect("get node")),
+        "n2"
+    );
 }
 
 fn cluster(name: &str) -> Value {

@@ -90,15 +90,12 @@ fn label_selector(s: Option<&String>) -> Result<Option<LabelSelector>> {
     }
 }
 
-/// Field selectors support what the API server supports for every kind.
+/// Field selectors support what the API server supports for the kind (metadata.name,
+/// metadata.namespace and the kind's selectable fields, such as a Pod's `spec.nodeName`).
 fn field_selector(def: &ResourceDef, s: Option<&String>) -> Result<Option<FieldSelector>> {
     match s {
         Some(s) if !s.trim().is_empty() => {
-            let mut supported = vec!["metadata.name"];
-            if def.namespaced {
-                supported.push("metadata.namespace");
-            }
-            Ok(Some(FieldSelector::parse(s, &supported)?))
+            Ok(Some(FieldSelector::parse(s, &def.field_selector_fields())?))
         }
         _ => Ok(None),
     }
