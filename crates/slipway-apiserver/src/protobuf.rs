@@ -1,11 +1,14 @@
 //! Decoding the Kubernetes protobuf wire form of the built-in kinds kubectl creates with
 //! typed clients (`kubectl create namespace|configmap|secret` send
 //! `application/vnd.kubernetes.protobuf`). Responses are always JSON, which those clients
-//! also accept. Only the kinds kubectl's generators produce are understood (and the
-//! `policy/v1` Eviction `kubectl drain` posts); anything else is 415 as before.
+//! also accept. Only the kinds kubectl's generators produce are understood (including the
+//! `apps/v1` Deployment of `kubectl create deployment`, see [`apps`], and the `policy/v1`
+//! Eviction `kubectl drain` posts); anything else is 415 as before.
 //!
 //! Wire form: the magic `k8s\0`, then a `runtime.Unknown` whose `raw` holds the object's
 //! message (field numbers from k8s.io/api's generated.proto).
+
+mod apps;
 
 use std::collections::BTreeMap;
 
@@ -126,15 +129,31 @@ struct Eviction {
 
 fn delete_options_json(o: DeleteOptions) -> Value {
     let mut out = Map::new();
-    insert_opt(&mut out, "gracePeriodSeconds", o.grace_period_seconds.map(Value::from));
+    insert_opt(
+        &mut out,
+        "gracePeriodSeconds",
+        o.grace_period_seconds.map(Value::from),
+    );
     if let Some(p) = o.preconditions {
         let mut pre = Map::new();
         insert_opt(&mut pre, "uid", p.uid.map(Value::String));
-        insert_opt(&mut pre, "resourceVersion", p.resource_version.map(Value::String));
+        insert_opt(
+            &mut pre,
+            "resourceVersion",
+            p.resource_version.map(Value::String),
+        );
         out.insert("preconditions".into(), Value::Object(pre));
     }
-    insert_opt(&mut out, "orphanDependents", o.orphan_dependents.map(Value::Bool));
-    insert_opt(&mut out, "propagationPolicy", o.propagation_policy.map(Value::String));
+    insert_opt(
+        &mut out,
+        "orphanDependents",
+        o.orphan_dependents.map(Value::Bool),
+    );
+    insert_opt(
+        &mut out,
+        "propagationPolicy",
+        o.propagation_policy.map(Value::String),
+    );
     if !o.dry_run.is_empty() {
         out.insert("dryRun".into(), json!(o.dry_run));
     }
@@ -278,6 +297,10 @@ pub fn decode(bytes: &[u8]) -> Result<Value, ApiError> {
             insert_opt(&mut obj, "type", s.type_.map(Value::String));
             insert_opt(&mut obj, "immutable", s.immutable.map(Value::Bool));
         }
+        ("apps/v1", "Deployment") => {
+            apps::check_zero_fields(&raw)?;
+            apps::deployment(&raw, &mut obj)?;
+        }
         ("policy/v1" | "policy/v1beta1", "Eviction") => {
             let e = Eviction::decode(raw.as_slice()).map_err(bad)?;
             obj.insert("metadata".into(), meta_json(e.metadata));
@@ -373,7 +396,7 @@ mod tests {
     fn garbage_is_a_400_and_other_kinds_a_415() {
         assert_eq!(decode(b"nope").unwrap_err().code, 400);
         assert_eq!(
-            decode(&envelope("apps/v1", "Deployment", vec![]))
+            decode(&envelope("apps/v1", "StatefulSet", vec![]))
                 .unwrap_err()
                 .code,
             415
