@@ -556,9 +556,9 @@ mod tests {
 }
 
 /// Strategic merge patch, for the built-in kinds only (upstream answers 415 for custom
-/// resources, and so does Slipway for its own kinds). The built-in kinds Slipway serves have
-/// no merge-keyed lists in their own fields, so this is a JSON merge patch plus the
-/// directives kubectl sends (`$patch: replace|delete` on maps, `$retainKeys`,
+/// resources, and so does Slipway for its own kinds). This is a JSON merge patch plus the
+/// merge-keyed lists of the built-in kinds (containers by name, ports by containerPort, ...;
+/// see `list_merge_key`) and the directives kubectl sends (`$patch: replace|delete` on maps, `$retainKeys`,
 /// `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>`) and the two merging lists of
 /// `metadata`: `finalizers` (merged as a set) and `ownerReferences` (merged by `uid`).
 pub fn apply_strategic_merge_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
@@ -616,6 +616,9 @@ fn smp_merge(target: Option<&Value>, patch: &Value, path: &str) -> Value {
             ("/metadata/ownerReferences", Some(Value::Array(old)), Value::Array(new)) => {
                 merge_by_key(old, new, "uid")
             }
+            (_, Some(Value::Array(old)), Value::Array(new)) if list_merge_key(&child).is_some() => {
+                merge_by_key(old, new, list_merge_key(&child).unwrap_or("name"))
+            }
             (_, existing, Value::Object(_)) => smp_merge(existing, value, &child),
             _ => strip_directives(value.clone()),
         };
@@ -628,6 +631,28 @@ fn smp_merge(target: Option<&Value>, patch: &Value, path: &str) -> Value {
     Value::Object(out)
 }
 
+/// The `patchMergeKey` of the merging lists of the built-in kinds Slipway serves (pod specs,
+/// in Pods and in the templates of Deployments and ReplicaSets, and the conditions and
+/// addresses of statuses), by the list's field name; every other list is replaced, as
+/// upstream does for lists without a merge strategy.
+fn list_merge_key(path: &str) -> Option<&'static str> {
+    let field = path.rsplit('/').next().unwrap_or_default();
+    match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims" => Some("name"),
+        "ports" => Some("containerPort"),
+        "volumeMounts" => Some("mountPath"),
+        "hostAliases" => Some("ip"),
+        "conditions" | "addresses" => Some("type"),
+        _ => None,
+    }
+}
+
 fn merge_by_key(old: &[Value], new: &[Value], key: &str) -> Value {
     let mut out: Vec<Value> = old.to_vec();
     for item in new {
@@ -637,7 +662,8 @@ fn merge_by_key(old: &[Value], new: &[Value], key: &str) -> Value {
             Some(i) if delete => {
                 out.remove(i);
             }
-            Some(i) => out[i] = smp_merge(Some(&out[i]), item, ""),
+            // Nested lists are keyed by their own field names (`ports`, `env`).
+            Some(i) => out[i] = smp_merge(Some(&out[i]), item, "/[]"),
             None if delete => {}
             None => out.push(strip_directives(item.clone())),
         }
@@ -662,6 +688,45 @@ fn strip_directives(value: Value) -> Value {
 mod smp_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keyed_lists_merge_like_kubectl_set_image_expects() {
+        let live = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
+             "env": [{"name": "A", "value": "1"}]},
+            {"name": "sidecar", "image": "envoy"},
+        ]}}}});
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "web"}, {"name": "sidecar"}],
+            "containers": [{"name": "web", "image": "nginx:1.28",
+                            "env": [{"name": "B", "value": "2"}]}],
+        }}}});
+        let out = apply_strategic_merge_patch(&live, &patch).unwrap();
+        let containers = &out["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["image"], "nginx:1.28");
+        assert_eq!(containers[0]["ports"][0]["containerPort"], 80);
+        assert_eq!(containers[0]["env"].as_array().unwrap().len(), 2);
+        assert_eq!(containers[1]["name"], "sidecar");
+        // A container removed with the delete directive.
+        let delete = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "sidecar", "$patch": "delete"}]}}}});
+        let out = apply_strategic_merge_patch(&live, &delete).unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        // Lists without a merge key are replaced.
+        let args = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "sidecar", "args": ["a"]}]}}}});
+        let out = apply_strategic_merge_patch(&live, &args).unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][1]["args"],
+            json!(["a"])
+        );
+    }
 
     #[test]
     fn kubectl_apply_patches_merge_like_upstream() {

@@ -1,11 +1,14 @@
 //! Decoding the Kubernetes protobuf wire form of the built-in kinds kubectl creates with
 //! typed clients (`kubectl create namespace|configmap|secret` send
 //! `application/vnd.kubernetes.protobuf`). Responses are always JSON, which those clients
-//! also accept. Only the kinds kubectl's generators produce are understood (and the
-//! `policy/v1` Eviction `kubectl drain` posts); anything else is 415 as before.
+//! also accept. Only the kinds kubectl's generators produce are understood (including the
+//! `apps/v1` Deployment of `kubectl create deployment`, see [`apps`], and the `policy/v1`
+//! Eviction `kubectl drain` posts); anything else is 415 as before.
 //!
 //! Wire form: the magic `k8s\0`, then a `runtime.Unknown` whose `raw` holds the object's
 //! message (field numbers from k8s.io/api's generated.proto).
+
+mod apps;
 
 use std::collections::BTreeMap;
 
@@ -294,6 +297,10 @@ pub fn decode(bytes: &[u8]) -> Result<Value, ApiError> {
             insert_opt(&mut obj, "type", s.type_.map(Value::String));
             insert_opt(&mut obj, "immutable", s.immutable.map(Value::Bool));
         }
+        ("apps/v1", "Deployment") => {
+            apps::check_zero_fields(&raw)?;
+            apps::deployment(&raw, &mut obj)?;
+        }
         ("policy/v1" | "policy/v1beta1", "Eviction") => {
             let e = Eviction::decode(raw.as_slice()).map_err(bad)?;
             obj.insert("metadata".into(), meta_json(e.metadata));
@@ -389,7 +396,7 @@ mod tests {
     fn garbage_is_a_400_and_other_kinds_a_415() {
         assert_eq!(decode(b"nope").unwrap_err().code, 400);
         assert_eq!(
-            decode(&envelope("apps/v1", "Deployment", vec![]))
+            decode(&envelope("apps/v1", "StatefulSet", vec![]))
                 .unwrap_err()
                 .code,
             415

@@ -45,6 +45,13 @@ impl Server {
         Self::start_with(backend, &[])
     }
 
+    /// Start a server that serves the kinds of a simulated workload cluster
+    /// (`slipway_api::workload_resources()`: Node, Pod, Deployment, ReplicaSet,
+    /// PodDisruptionBudget, ...) instead of the platform API.
+    pub fn start_workload(backend: Backend) -> Self {
+        Self::start_with(backend, &["--workload-kinds"])
+    }
+
     /// Start with extra `slipway serve` flags.
     pub fn start_with(backend: Backend, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
