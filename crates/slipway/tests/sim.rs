@@ -125,7 +125,7 @@ spec:
 
 #[test]
 fn kubectl_against_a_simulated_workload_cluster() {
-    let server = Server::start_with(Backend::Sqlite, &["--time-scale", "0"]);
+    let mut server = Server::start_with(Backend::Sqlite, &["--time-scale", "0"]);
     let provider =
         slipway_sim::HttpProvider::new(&cloud_api(server.data_dir())).expect("sim provider");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -362,6 +362,43 @@ fn kubectl_against_a_simulated_workload_cluster() {
         (
             running.len() == 2 && running.iter().all(|l| !l.starts_with(&format!("{node}/"))),
             out,
+        )
+    });
+
+    // The cloud outlives the control plane: after kill -9 and a restart every machine is
+    // still there and the cluster answers again with its objects (on a new port: the test
+    // server's simulator listens on ephemeral ports, so the kubeconfig is fetched again).
+    let before = ok(slipway(&["sim", "machines", "--data-dir", &dir]));
+    server.restart();
+    let after = ok(slipway(&["sim", "machines", "--data-dir", &dir]));
+    let ids = |t: &str| {
+        let mut v: Vec<String> = t
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&before), ids(&after));
+    let kc = workload_kubeconfig(&server, "team-a.demo");
+    eventually("the cluster's API back with its pods", || {
+        let out = kubectl(
+            &kc,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let running = text.split_whitespace().filter(|p| *p == "Running").count();
+        (
+            running == 2,
+            format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
         )
     });
 }
