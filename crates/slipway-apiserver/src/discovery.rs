@@ -146,15 +146,15 @@ impl Discovery {
                     "verbs": ["get", "patch", "update"],
                 }));
             }
-            for (name, group, version, kind, verbs) in extra_subresources(def) {
+            for sub in extra_subresources(def) {
                 resources.push(json!({
-                    "name": format!("{}/{name}", def.plural),
+                    "name": format!("{}/{}", def.plural, sub.name),
                     "singularName": "",
                     "namespaced": def.namespaced,
-                    "group": group,
-                    "version": version,
-                    "kind": kind,
-                    "verbs": verbs,
+                    "group": sub.group,
+                    "version": sub.version,
+                    "kind": sub.kind,
+                    "verbs": sub.verbs,
                 }));
             }
         }
@@ -218,11 +218,11 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
             "verbs": ["get", "patch", "update"],
         }));
     }
-    for (name, group, version, kind, verbs) in extra_subresources(def) {
+    for sub in extra_subresources(def) {
         subresources.push(json!({
-            "subresource": name,
-            "responseKind": {"group": group, "version": version, "kind": kind},
-            "verbs": verbs,
+            "subresource": sub.name,
+            "responseKind": {"group": sub.group, "version": sub.version, "kind": sub.kind},
+            "verbs": sub.verbs,
         }));
     }
     if !subresources.is_empty() {
@@ -231,30 +231,37 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
     entry
 }
 
-/// The subresources besides `status` a kind serves, as (name, group, version, kind, verbs):
-/// `scale` answers an `autoscaling/v1` Scale; `eviction` takes a `policy/v1` Eviction (kubectl
-/// drain looks for `pods/eviction` with that group and version before it evicts).
-fn extra_subresources(
-    def: &ResourceDef,
-) -> Vec<(
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Vec<&'static str>,
-)> {
+/// A subresource besides `status`, as discovery describes it.
+struct ExtraSubresource {
+    name: &'static str,
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+}
+
+/// The subresources besides `status` a kind serves: `scale` answers an `autoscaling/v1`
+/// Scale; `eviction` takes a `policy/v1` Eviction (kubectl drain looks for `pods/eviction`
+/// with that group and version before it evicts).
+fn extra_subresources(def: &ResourceDef) -> Vec<ExtraSubresource> {
     let mut out = Vec::new();
     if def.scale.is_some() {
-        out.push((
-            "scale",
-            "autoscaling",
-            "v1",
-            "Scale",
-            vec!["get", "patch", "update"],
-        ));
+        out.push(ExtraSubresource {
+            name: "scale",
+            group: "autoscaling",
+            version: "v1",
+            kind: "Scale",
+            verbs: &["get", "patch", "update"],
+        });
     }
     if def.eviction {
-        out.push(("eviction", "policy", "v1", "Eviction", vec!["create"]));
+        out.push(ExtraSubresource {
+            name: "eviction",
+            group: "policy",
+            version: "v1",
+            kind: "Eviction",
+            verbs: &["create"],
+        });
     }
     out
 }
