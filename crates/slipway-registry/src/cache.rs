@@ -89,7 +89,11 @@ pub struct Subscription {
 
 impl WatchCache {
     pub fn new(window: usize) -> Arc<Self> {
-        let (live, _) = broadcast::channel(4096);
+        let window = window.max(16);
+        // The broadcast ring keeps its last values alive whether or not anyone lags, so it is
+        // no longer than the window: a receiver that falls behind it catches up from the
+        // window, which holds the same events.
+        let (live, _) = broadcast::channel(window.min(4096));
         let (progress, _) = watch::channel(0);
         Arc::new(Self {
             state: RwLock::new(State {
@@ -101,7 +105,7 @@ impl WatchCache {
             }),
             live,
             progress,
-            window: window.max(16),
+            window,
         })
     }
 

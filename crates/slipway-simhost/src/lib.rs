@@ -334,7 +334,10 @@ impl WorkloadHost {
             RegistryConfig {
                 // One compaction loop serves the whole shared store.
                 compaction_interval: None,
-                watch_window: 4096,
+                // A short window: each cached event keeps two versions of an object alive,
+                // and thousands of clusters share the memory. A watcher further behind
+                // relists (410), as it would after a compaction.
+                watch_window: 128,
                 keys: Keys::for_logical_cluster(name),
                 system_namespaces: ["default", "kube-system", "kube-public", "kube-node-lease"]
                     .map(String::from)

@@ -220,7 +220,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             &serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}], "nodeName": "nowhere"}
+                // A scheduler nobody runs: the pod stays as created, untouched by the simulator.
+                "spec": {"containers": [{"name": "c", "image": "busybox"}], "schedulerName": "bench-probe"}
             }))?,
         )
         .await?;
