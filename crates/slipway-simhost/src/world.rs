@@ -85,7 +85,9 @@ impl World {
         let mut events = self.cloud.subscribe();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         let mut full = true;
-        let mut resync = tokio::time::interval(Duration::from_secs(10));
+        // Events drive everything; the periodic full pass only repairs what a lost event
+        // missed, and costs a look at every cluster, so it is rare.
+        let mut resync = tokio::time::interval(Duration::from_secs(60));
         loop {
             let mut machines: HashMap<String, Machine> = HashMap::new();
             if full || !dirty.is_empty() {

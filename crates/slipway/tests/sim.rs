@@ -176,6 +176,31 @@ fn kubectl_against_a_simulated_workload_cluster() {
     assert_eq!(zones.split_whitespace().count(), 2, "{zones}");
 
     // A deployment's pods run.
+    ok(kubectl(
+        &kc,
+        &[
+            "create",
+            "deployment",
+            "hello",
+            "--image=nginx:1.27",
+            "--replicas=1",
+        ],
+    ));
+    eventually("the created deployment's pod running", || {
+        let out = ok(kubectl(
+            &kc,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=hello",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ],
+        ));
+        (out == "Running", out)
+    });
+    ok(kubectl(&kc, &["delete", "deployment", "hello"]));
     ok(kubectl_stdin(&kc, &["apply", "-f", "-"], DEPLOYMENT));
     eventually("two running pods", || {
         let out = ok(kubectl(
@@ -413,3 +438,45 @@ spec:
   selector:
     matchLabels: {app: web}
 "#;
+
+/// `slipway sim serve` runs the simulator on its own: it records its endpoints, answers the
+/// cloud API, and `slipway sim faults` steers it.
+#[test]
+fn the_simulator_runs_as_its_own_process() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8").to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["sim", "serve", "--data-dir", &data])
+        .args([
+            "--sim-api-listen",
+            "127.0.0.1:0",
+            "--sim-clusters-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--time-scale", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn slipway sim serve");
+    eventually("the simulator's endpoints", || {
+        let ok = dir.path().join("sim/endpoints.json").exists();
+        (ok, String::new())
+    });
+    let faults = ok(slipway(&[
+        "sim",
+        "faults",
+        "--data-dir",
+        &data,
+        "--spot-interruption-rate",
+        "0.25",
+    ]));
+    assert!(
+        faults.contains("\"spotInterruptionRate\": 0.25"),
+        "{faults}"
+    );
+    let machines = ok(slipway(&["sim", "machines", "--data-dir", &data]));
+    assert!(machines.starts_with("ID"), "{machines}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
