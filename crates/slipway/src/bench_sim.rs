@@ -276,8 +276,11 @@ async fn build_one(
     let registry = loop {
         if let Some(r) = host.registry(&name) {
             let node_def = r.resource("", "v1", "nodes").context("nodes served")?;
-            let n = r.list(&node_def, None, &ListParams::default()).await?;
-            if n.items.len() == nodes + 1 {
+            // Under load a consistent read can time out (504, as kube-apiserver's would):
+            // a client retries.
+            if let Ok(n) = r.list(&node_def, None, &ListParams::default()).await
+                && n.items.len() == nodes + 1
+            {
                 break r;
             }
         }
@@ -286,29 +289,39 @@ async fn build_one(
     let deployments = registry
         .resource("apps", "v1", "deployments")
         .context("deployments served")?;
-    registry
-        .create(
-            &deployments,
-            Some("default"),
-            json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "fill"},
-                "spec": {
-                    "replicas": pods,
-                    "selector": {"matchLabels": {"app": "fill"}},
-                    "template": {"metadata": {"labels": {"app": "fill"}}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:1", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}
-                }
-            }),
-            &WriteOptions::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the deployment in {name}: {}", e.message))?;
+    let manifest = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "fill"},
+        "spec": {
+            "replicas": pods,
+            "selector": {"matchLabels": {"app": "fill"}},
+            "template": {"metadata": {"labels": {"app": "fill"}}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:1", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}
+        }
+    });
+    let mut attempts = 0;
     loop {
-        let d = registry
-            .get(&deployments, Some("default"), "fill")
+        match registry
+            .create(
+                &deployments,
+                Some("default"),
+                manifest.clone(),
+                &WriteOptions::default(),
+            )
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        if d["status"]["availableReplicas"].as_u64() == Some(pods as u64) {
+        {
+            Ok(_) => break,
+            Err(e) if e.code == 409 => break,
+            Err(e) if e.code >= 500 && attempts < 20 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => anyhow::bail!("creating the deployment in {name}: {}", e.message),
+        }
+    }
+    loop {
+        if let Ok(d) = registry.get(&deployments, Some("default"), "fill").await
+            && d["status"]["availableReplicas"].as_u64() == Some(pods as u64)
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
