@@ -71,6 +71,11 @@ pub enum HostError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("corrupt registration of cluster {cluster:?}: {message}")]
     Corrupt { cluster: String, message: String },
 }
@@ -112,8 +117,8 @@ impl WorkloadHost {
     /// Open the store in `config.dir`, serve every registered cluster again, and listen.
     /// `defs` are the kinds each cluster serves.
     pub async fn start(config: HostConfig, defs: Vec<ResourceDef>) -> Result<Arc<Self>, HostError> {
-        std::fs::create_dir_all(&config.dir).map_err(|e| HostError::Bind {
-            addr: config.listen,
+        std::fs::create_dir_all(&config.dir).map_err(|e| HostError::Io {
+            path: config.dir.clone(),
             source: e,
         })?;
         let sqlite = Arc::new(SqliteStore::open(&config.dir.join("workloads.db"))?);

@@ -58,7 +58,7 @@ impl Drop for World {
 }
 
 impl World {
-    pub async fn new(host: Arc<WorkloadHost>, cloud: Arc<SimCloud>) -> Arc<Self> {
+    pub fn new(host: Arc<WorkloadHost>, cloud: Arc<SimCloud>) -> Arc<Self> {
         let catalog = cloud.sim_catalog().catalog.clone();
         Arc::new(Self {
             host,

@@ -76,7 +76,7 @@ async fn clusters_follow_their_machines() {
     )
     .await
     .expect("host");
-    let world = World::new(Arc::clone(&host), Arc::clone(&cloud)).await;
+    let world = World::new(Arc::clone(&host), Arc::clone(&cloud));
     let _task = world.spawn();
 
     let machines = provision(cloud.as_ref(), &request("team-a.web", 3, 3))

@@ -98,7 +98,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     )
     .await
     .context("starting the workload host")?;
-    let world = World::new(Arc::clone(&host), Arc::clone(&cloud)).await;
+    let world = World::new(Arc::clone(&host), Arc::clone(&cloud));
     let world_task = world.spawn();
 
     let started = Instant::now();

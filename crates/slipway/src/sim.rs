@@ -100,7 +100,7 @@ pub async fn start(data_dir: &Path, args: &SimArgs) -> anyhow::Result<RunningSim
     )
     .await
     .context("starting the simulated workload clusters")?;
-    let world = World::new(Arc::clone(&host), Arc::clone(&cloud)).await;
+    let world = World::new(Arc::clone(&host), Arc::clone(&cloud));
     let world_task = world.spawn();
     let listener = tokio::net::TcpListener::bind(args.sim_api_listen)
         .await

@@ -24,35 +24,31 @@ fn slipway(args: &[&str]) -> Output {
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env("KUBECACHEDIR", kubeconfig.with_extension("cache"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl (scripts/test installs Debian's kubernetes-client)")
+    common::kubectl_with(kubeconfig, &kubeconfig.with_extension("cache"), args, None)
 }
 
 fn kubectl_stdin(kubeconfig: &Path, args: &[&str], input: &str) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env("KUBECACHEDIR", kubeconfig.with_extension("cache"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    child.wait_with_output().expect("kubectl output")
+    common::kubectl_with(
+        kubeconfig,
+        &kubeconfig.with_extension("cache"),
+        args,
+        Some(input),
+    )
+}
+
+/// The phases of the pods labelled `selector`, space-separated.
+fn phases(kubeconfig: &Path, selector: &str) -> String {
+    ok(kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+    ))
 }
 
 fn ok(out: Output) -> String {
@@ -187,33 +183,13 @@ fn kubectl_against_a_simulated_workload_cluster() {
         ],
     ));
     eventually("the created deployment's pod running", || {
-        let out = ok(kubectl(
-            &kc,
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app=hello",
-                "-o",
-                "jsonpath={.items[*].status.phase}",
-            ],
-        ));
+        let out = phases(&kc, "app=hello");
         (out == "Running", out)
     });
     ok(kubectl(&kc, &["delete", "deployment", "hello"]));
     ok(kubectl_stdin(&kc, &["apply", "-f", "-"], DEPLOYMENT));
     eventually("two running pods", || {
-        let out = ok(kubectl(
-            &kc,
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app=web",
-                "-o",
-                "jsonpath={.items[*].status.phase}",
-            ],
-        ));
+        let out = phases(&kc, "app=web");
         (
             out.split_whitespace().filter(|p| *p == "Running").count() == 2,
             out,
@@ -293,17 +269,7 @@ fn kubectl_against_a_simulated_workload_cluster() {
         &["scale", "deployment", "web", "--replicas=2"],
     ));
     eventually("two running pods", || {
-        let out = ok(kubectl(
-            &kc,
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app=web",
-                "-o",
-                "jsonpath={.items[*].status.phase}",
-            ],
-        ));
+        let out = phases(&kc, "app=web");
         (
             out.split_whitespace().filter(|p| *p == "Running").count() == 2
                 && out.split_whitespace().count() == 2,

@@ -40,6 +40,37 @@ fn require(tool: &str, package: &str) {
     );
 }
 
+/// Run the real kubectl with `kubeconfig` (and its discovery cache in `cache_dir`), feeding
+/// `stdin` when given.
+pub fn kubectl_with(
+    kubeconfig: &Path,
+    cache_dir: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    require("kubectl", "kubernetes-client");
+    let mut cmd = Command::new("kubectl");
+    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    cmd.env("KUBECACHEDIR", cache_dir);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run kubectl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
 impl Server {
     pub fn start(backend: Backend) -> Self {
         Self::start_with(backend, &[])
@@ -158,27 +189,12 @@ impl Server {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        require("kubectl", "kubernetes-client");
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
-        cmd.env("KUBECACHEDIR", self.dir.path().join("kubectl-cache"));
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("kubectl output")
+        kubectl_with(
+            &self.kubeconfig(),
+            &self.dir.path().join("kubectl-cache"),
+            args,
+            stdin,
+        )
     }
 
     /// Run kubectl and require success; returns stdout.
