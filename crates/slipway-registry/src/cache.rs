@@ -6,9 +6,16 @@
 //! same critical section, so no event is missed or seen twice. A watcher that falls behind the
 //! broadcast catches up from the window; one that falls behind the window gets 410 Expired,
 //! as it would from kube-apiserver.
+//!
+//! Many registries can share one store, each under its own key root (one per logical cluster
+//! of the simulator's workload host). Rather than each following the store on its own, and
+//! each filtering every write of every other, they can share one [`SharedWatch`]: a single
+//! store watch that routes each event to the cache whose root holds its key and publishes how
+//! far it got, which every cache then reflects. The work per write stays constant however many
+//! caches share the store.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -69,6 +76,10 @@ struct State {
     oldest: Revision,
     /// False while (re)loading from the store.
     ready: bool,
+    /// With a shared watch: the events that arrived while loading, applied once loaded.
+    buffered: Option<Vec<slipway_store::WatchEvent>>,
+    /// Counts invalidations: a load that started before the latest one is discarded.
+    epoch: u64,
 }
 
 pub struct WatchCache {
@@ -76,6 +87,10 @@ pub struct WatchCache {
     live: broadcast::Sender<Arc<CacheEvent>>,
     progress: watch::Sender<Revision>,
     window: usize,
+    /// The shared watch feeding this cache, and the root it is registered under.
+    shared: Option<(Arc<SharedWatch>, String)>,
+    /// Wakes the cache's task to reload (a shared watch lost its place).
+    reload: tokio::sync::Notify,
 }
 
 /// What a new watcher starts with.
@@ -88,7 +103,17 @@ pub struct Subscription {
 }
 
 impl WatchCache {
+    /// A cache that follows the store itself ([`WatchCache::run`]).
     pub fn new(window: usize) -> Arc<Self> {
+        Self::build(window, None)
+    }
+
+    /// A cache of the objects under `root` fed by `shared` ([`WatchCache::run_shared`]).
+    pub fn new_shared(window: usize, shared: Arc<SharedWatch>, root: String) -> Arc<Self> {
+        Self::build(window, Some((shared, root)))
+    }
+
+    fn build(window: usize, shared: Option<(Arc<SharedWatch>, String)>) -> Arc<Self> {
         let window = window.max(16);
         // The broadcast ring keeps its last values alive whether or not anyone lags, so it is
         // no longer than the window: a receiver that falls behind it catches up from the
@@ -102,11 +127,24 @@ impl WatchCache {
                 revision: 0,
                 oldest: 0,
                 ready: false,
+                buffered: None,
+                epoch: 0,
             }),
             live,
             progress,
             window,
+            shared,
+            reload: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The revision the cache reflects: with a shared watch, how far the shared watch got once
+    /// the cache is loaded, since every event up to there that belongs here has been applied.
+    fn current(&self, state: &State) -> Revision {
+        match &self.shared {
+            Some((shared, _)) if state.ready => state.revision.max(shared.revision()),
+            _ => state.revision,
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -123,15 +161,34 @@ impl WatchCache {
 
     /// The revision the cache reflects.
     pub fn revision(&self) -> Revision {
-        self.read().revision
+        self.current(&self.read())
     }
 
     /// Wait until the cache reflects at least `revision`.
     pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> Result<(), ApiError> {
-        let mut rx = self.progress.subscribe();
-        let result = tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await;
-        match result {
-            Ok(Ok(_)) => Ok(()),
+        let mut own = self.progress.subscribe();
+        let mut shared = self
+            .shared
+            .as_ref()
+            .map(|(s, _)| s.inner.progress.subscribe());
+        let reached = async {
+            while self.revision() < revision {
+                match shared.as_mut() {
+                    Some(shared) => tokio::select! {
+                        changed = own.changed() => if changed.is_err() { return false },
+                        changed = shared.changed() => if changed.is_err() { return false },
+                    },
+                    None => {
+                        if own.changed().await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+            }
+            true
+        };
+        match tokio::time::timeout(timeout, reached).await {
+            Ok(true) => Ok(()),
             _ => Err(ApiError::timeout(format!(
                 "Too large resource version: {revision}, current: {}",
                 self.revision()
@@ -154,7 +211,7 @@ impl WatchCache {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| Arc::clone(v))
             .collect();
-        (items, state.revision)
+        (items, self.current(&state))
     }
 
     /// Every object in the cache with its key (for the garbage collector's scans).
@@ -175,6 +232,7 @@ impl WatchCache {
     ) -> Result<Subscription, ApiError> {
         let state = self.read();
         let live = self.live.subscribe();
+        let current = self.current(&state);
         match after {
             None => {
                 let backlog = state
@@ -187,14 +245,14 @@ impl WatchCache {
                             k.clone(),
                             Arc::clone(v),
                             None,
-                            state.revision,
+                            current,
                         ))
                     })
                     .collect();
                 Ok(Subscription {
                     backlog,
                     live,
-                    position: state.revision,
+                    position: current,
                 })
             }
             Some(after) => {
@@ -202,7 +260,7 @@ impl WatchCache {
                 Ok(Subscription {
                     backlog,
                     live,
-                    position: state.revision.max(after),
+                    position: current.max(after),
                 })
             }
         }
@@ -273,35 +331,7 @@ impl WatchCache {
     }
 
     async fn load_and_follow(&self, store: &Arc<dyn Store>, root: &str) -> Result<(), StoreError> {
-        let revision = store.current_revision().await?;
-        let mut objects = BTreeMap::new();
-        let mut start_after = None;
-        loop {
-            let page = store
-                .list(
-                    root,
-                    ListOptions {
-                        revision: Some(revision),
-                        start_after: start_after.clone(),
-                        limit: Some(10_000),
-                    },
-                )
-                .await?;
-            for kv in &page.items {
-                match codec::decode(&kv.value, kv.mod_revision) {
-                    Ok(obj) => {
-                        objects.insert(kv.key.clone(), Arc::new(obj));
-                    }
-                    Err(e) => {
-                        tracing::error!(key = kv.key, error = %e, "watch cache: undecodable object skipped")
-                    }
-                }
-            }
-            start_after = page.items.last().map(|kv| kv.key.clone());
-            if !page.more {
-                break;
-            }
-        }
+        let (objects, revision) = load(store, root).await?;
         let mut stream = store.watch_with_progress(root, revision).await?;
         {
             let mut state = self.write();
@@ -333,6 +363,100 @@ impl WatchCache {
         Err(StoreError::Unavailable("store watch ended".into()))
     }
 
+    /// Follow a shared watch until dropped: register, load, and reload whenever the shared
+    /// watch asks (it lost its place in the store).
+    pub async fn run_shared(self: Arc<Self>, store: Arc<dyn Store>) {
+        let Some((shared, root)) = self.shared.clone() else {
+            return self.run(store, String::new()).await;
+        };
+        self.write().buffered = Some(Vec::new());
+        if let Err(e) = shared.register(&root, &self) {
+            tracing::error!(error = %e, "watch cache cannot join the shared watch");
+            return;
+        }
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            // Registered and buffering before the list: every event the list misses is
+            // offered afterwards.
+            let epoch = {
+                let mut state = self.write();
+                state.ready = false;
+                state.buffered.get_or_insert_with(Vec::new);
+                state.epoch
+            };
+            match load(&store, &root).await {
+                Ok((objects, revision)) => {
+                    backoff = Duration::from_millis(50);
+                    if self.finish_load(objects, revision, epoch) {
+                        self.reload.notified().await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, root, "watch cache failed to load; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Install a load, unless the shared watch lost its place since it started.
+    fn finish_load(
+        &self,
+        objects: BTreeMap<String, Arc<Value>>,
+        revision: Revision,
+        epoch: u64,
+    ) -> bool {
+        let reached = {
+            let mut state = self.write();
+            if state.epoch != epoch {
+                return false;
+            }
+            state.objects = objects;
+            state.events.clear();
+            state.revision = revision;
+            state.oldest = revision;
+            for event in state.buffered.take().unwrap_or_default() {
+                if event.revision() > state.revision {
+                    self.apply(&mut state, event);
+                }
+            }
+            state.ready = true;
+            self.current(&state)
+        };
+        self.progress.send_replace(reached);
+        true
+    }
+
+    /// An event from the shared watch: applied, or kept until the load it raced finishes.
+    fn offer(&self, event: slipway_store::WatchEvent) {
+        let revision = {
+            let mut state = self.write();
+            if let Some(buffered) = state.buffered.as_mut() {
+                buffered.push(event);
+                return;
+            }
+            if event.revision() <= state.revision {
+                return;
+            }
+            self.apply(&mut state, event);
+            state.revision
+        };
+        self.progress.send_replace(revision);
+    }
+
+    /// The shared watch lost its place: serve what is cached, but reflect no newer revision
+    /// until reloaded.
+    fn invalidate(&self) {
+        {
+            let mut state = self.write();
+            state.ready = false;
+            state.buffered = Some(Vec::new());
+            state.epoch += 1;
+        }
+        self.reload.notify_one();
+    }
+
     /// Wait until the first load finished.
     pub async fn ready(&self) {
         let mut rx = self.progress.subscribe();
@@ -342,6 +466,203 @@ impl WatchCache {
             }
             if rx.changed().await.is_err() {
                 return;
+            }
+        }
+    }
+}
+
+/// Every object under `root` at the store's current revision, and that revision.
+async fn load(
+    store: &Arc<dyn Store>,
+    root: &str,
+) -> Result<(BTreeMap<String, Arc<Value>>, Revision), StoreError> {
+    let revision = store.current_revision().await?;
+    let mut objects = BTreeMap::new();
+    let mut start_after = None;
+    loop {
+        let page = store
+            .list(
+                root,
+                ListOptions {
+                    revision: Some(revision),
+                    start_after: start_after.clone(),
+                    limit: Some(10_000),
+                },
+            )
+            .await?;
+        for kv in &page.items {
+            match codec::decode(&kv.value, kv.mod_revision) {
+                Ok(obj) => {
+                    objects.insert(kv.key.clone(), Arc::new(obj));
+                }
+                Err(e) => {
+                    tracing::error!(key = kv.key, error = %e, "watch cache: undecodable object skipped")
+                }
+            }
+        }
+        start_after = page.items.last().map(|kv| kv.key.clone());
+        if !page.more {
+            return Ok((objects, revision));
+        }
+    }
+}
+
+impl Drop for WatchCache {
+    fn drop(&mut self) {
+        if let Some((shared, root)) = &self.shared {
+            shared.unregister(root, self);
+        }
+    }
+}
+
+/// One store watch feeding many [`WatchCache`]s, each under its own root below a common prefix.
+/// Roots must not nest.
+pub struct SharedWatch {
+    inner: Arc<SharedInner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct SharedInner {
+    caches: RwLock<BTreeMap<String, Weak<WatchCache>>>,
+    /// Every event up to this revision has been offered to its cache.
+    progress: watch::Sender<Revision>,
+}
+
+impl std::fmt::Debug for SharedWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedWatch")
+            .field("caches", &self.inner.read().len())
+            .field("revision", &self.revision())
+            .finish()
+    }
+}
+
+impl SharedWatch {
+    /// Follow everything under `prefix` from the store's current revision until dropped.
+    pub async fn start(store: Arc<dyn Store>, prefix: &str) -> Result<Arc<Self>, StoreError> {
+        let revision = store.current_revision().await?;
+        let (progress, _) = watch::channel(revision);
+        let inner = Arc::new(SharedInner {
+            caches: RwLock::new(BTreeMap::new()),
+            progress,
+        });
+        let stream = store.watch_with_progress(prefix, revision).await?;
+        let task = tokio::spawn(Arc::clone(&inner).run(store, prefix.to_string(), stream));
+        Ok(Arc::new(Self { inner, task }))
+    }
+
+    /// How far the shared watch got.
+    pub fn revision(&self) -> Revision {
+        *self.inner.progress.borrow()
+    }
+
+    fn register(&self, root: &str, cache: &Arc<WatchCache>) -> Result<(), StoreError> {
+        let mut caches = self.inner.write();
+        let nested = caches.keys().any(|other| {
+            other != root && (other.starts_with(root) || root.starts_with(other.as_str()))
+        });
+        if nested {
+            return Err(StoreError::Invalid(format!(
+                "watch cache root {root} nests with another on the same shared watch"
+            )));
+        }
+        caches.insert(root.to_string(), Arc::downgrade(cache));
+        Ok(())
+    }
+
+    fn unregister(&self, root: &str, cache: &WatchCache) {
+        let mut caches = self.inner.write();
+        // A cache registered again under the root (a recreated cluster) stays.
+        if caches
+            .get(root)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), cache))
+        {
+            caches.remove(root);
+        }
+    }
+}
+
+impl Drop for SharedWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SharedInner {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Weak<WatchCache>>> {
+        self.caches
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Weak<WatchCache>>> {
+        self.caches
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cache whose root holds `key`.
+    fn route(&self, key: &str) -> Option<Arc<WatchCache>> {
+        let caches = self.read();
+        let (root, cache) = caches
+            .range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Included(key)))
+            .next_back()?;
+        if key.starts_with(root.as_str()) {
+            cache.upgrade()
+        } else {
+            None
+        }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        prefix: String,
+        mut stream: slipway_store::WatchStream,
+    ) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            while let Some(item) = stream.next().await {
+                let event = match item {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::warn!(error = %e, prefix, "shared watch failed; caches reload");
+                        break;
+                    }
+                };
+                backoff = Duration::from_millis(50);
+                let revision = event.revision();
+                if event.kind != EventKind::Progress
+                    && let Some(cache) = self.route(&event.kv.key)
+                {
+                    cache.offer(event);
+                }
+                self.progress.send_if_modified(|r| {
+                    let newer = revision > *r;
+                    *r = (*r).max(revision);
+                    newer
+                });
+            }
+            // Lost the place: start again from now, and have every cache reload from a list
+            // no older than that.
+            loop {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let Ok(revision) = store.current_revision().await else {
+                    continue;
+                };
+                let caches: Vec<_> = self.read().values().filter_map(Weak::upgrade).collect();
+                for cache in caches {
+                    cache.invalidate();
+                }
+                match store.watch_with_progress(&prefix, revision).await {
+                    Ok(s) => {
+                        stream = s;
+                        self.progress.send_replace(revision);
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, prefix, "shared watch cannot restart"),
+                }
             }
         }
     }
@@ -359,5 +680,81 @@ impl WithRetry for ApiError {
     fn with_retry(mut self, secs: u32) -> Self {
         self.retry_after_seconds = Some(secs);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_store::sqlite::SqliteStore;
+    use slipway_store::{KeyValue, WatchEvent};
+
+    const ROOT: &str = "/clusters/x/registry/";
+
+    fn event(name: &str, revision: Revision) -> WatchEvent {
+        let value = serde_json::json!({"metadata": {"name": name}});
+        WatchEvent {
+            kind: EventKind::Created,
+            kv: KeyValue {
+                key: format!("{ROOT}core/configmaps/default/{name}"),
+                value: serde_json::to_vec(&value).unwrap_or_default().into(),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    async fn cache() -> (tempfile::TempDir, Arc<WatchCache>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("open store"));
+        let shared = SharedWatch::start(store, "/clusters/")
+            .await
+            .expect("shared watch");
+        let cache = WatchCache::new_shared(16, Arc::clone(&shared), ROOT.to_string());
+        shared.register(ROOT, &cache).expect("register");
+        (dir, cache)
+    }
+
+    /// Events offered while a load runs are kept and applied past the load's revision; the
+    /// ones the load already holds are not applied twice.
+    #[tokio::test]
+    async fn a_load_keeps_what_raced_it() {
+        let (_dir, cache) = cache().await;
+        cache.write().buffered = Some(Vec::new());
+        cache.offer(event("a", 5));
+        cache.offer(event("b", 7));
+        assert_eq!(cache.revision(), 0, "not ready: reflects nothing yet");
+        let loaded = BTreeMap::from([(
+            format!("{ROOT}core/configmaps/default/a"),
+            Arc::new(serde_json::json!({"metadata": {"name": "a", "resourceVersion": "5"}})),
+        )]);
+        assert!(cache.finish_load(loaded, 5, 0));
+        let (items, revision) = cache.list(ROOT);
+        assert_eq!(items.len(), 2);
+        assert_eq!(revision, 7);
+        let replay = cache.subscribe(Some(5), ROOT).expect("replay").backlog;
+        assert_eq!(replay.len(), 1, "only b came after the load");
+        cache.offer(event("c", 9));
+        assert_eq!(cache.revision(), 9);
+    }
+
+    /// A load that started before the shared watch lost its place is thrown away.
+    #[tokio::test]
+    async fn a_load_older_than_an_invalidation_is_discarded() {
+        let (_dir, cache) = cache().await;
+        cache.write().buffered = Some(Vec::new());
+        assert!(cache.finish_load(BTreeMap::new(), 3, 0));
+        cache.invalidate();
+        cache.offer(event("late", 11));
+        assert!(!cache.finish_load(BTreeMap::new(), 4, 0));
+        assert!(!cache.read().ready);
+        assert!(cache.finish_load(BTreeMap::new(), 10, 1));
+        assert_eq!(
+            cache.list(ROOT).0.len(),
+            1,
+            "the event after the restart is kept"
+        );
     }
 }

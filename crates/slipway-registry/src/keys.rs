@@ -13,6 +13,9 @@ use slipway_apimachinery::ResourceDef;
 /// The root of the platform API's objects.
 pub const ROOT: &str = "/registry/";
 
+/// The prefix under which every logical cluster has its root.
+pub const LOGICAL_CLUSTERS: &str = "/clusters/";
+
 /// Key layout of one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -35,7 +38,7 @@ impl Keys {
 
     /// The root of a logical cluster's objects in a store shared by many of them.
     pub fn for_logical_cluster(name: &str) -> Self {
-        Self::new(format!("/clusters/{name}/registry/"))
+        Self::new(format!("{LOGICAL_CLUSTERS}{name}/registry/"))
     }
 
     /// The prefix holding every object of the registry.

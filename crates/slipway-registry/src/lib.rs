@@ -201,6 +201,9 @@ pub struct RegistryConfig {
     pub keys: keys::Keys,
     /// Namespaces created at start and protected from deletion.
     pub system_namespaces: Vec<String>,
+    /// Follow the store through this watch, shared with other registries under other roots,
+    /// rather than through a watch of the registry's own.
+    pub shared_watch: Option<Arc<cache::SharedWatch>>,
 }
 
 impl Default for RegistryConfig {
@@ -213,6 +216,7 @@ impl Default for RegistryConfig {
             cache_wait: Duration::from_secs(3),
             keys: keys::Keys::default(),
             system_namespaces: vec!["default".to_string()],
+            shared_watch: None,
         }
     }
 }
@@ -249,7 +253,13 @@ impl Registry {
         defs: Vec<Arc<ResourceDef>>,
         config: RegistryConfig,
     ) -> Result<Arc<Self>, ApiError> {
-        let cache = cache::WatchCache::new(config.watch_window);
+        let root = config.keys.root().to_string();
+        let cache = match &config.shared_watch {
+            Some(shared) => {
+                cache::WatchCache::new_shared(config.watch_window, Arc::clone(shared), root.clone())
+            }
+            None => cache::WatchCache::new(config.watch_window),
+        };
         let (stop, mut stopped) = tokio::sync::watch::channel(());
         let registry = Arc::new(Self {
             store: Arc::clone(&store),
@@ -260,7 +270,12 @@ impl Registry {
             gc_wakeup: Arc::new(tokio::sync::Notify::new()),
             _stop: stop,
         });
-        let follow = Arc::clone(&cache).run(Arc::clone(&store), registry.keys.root().to_string());
+        let follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            if registry.config.shared_watch.is_some() {
+                Box::pin(Arc::clone(&cache).run_shared(Arc::clone(&store)))
+            } else {
+                Box::pin(Arc::clone(&cache).run(Arc::clone(&store), root))
+            };
         tokio::spawn(async move {
             tokio::select! {
                 () = follow => {}

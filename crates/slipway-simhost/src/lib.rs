@@ -28,8 +28,9 @@ use slipway_apimachinery::ResourceDef;
 use slipway_apiserver::pki::{self, User};
 use slipway_apiserver::tenants::{Tenants, path_prefix};
 use slipway_apiserver::{Surface, spawn_https};
+use slipway_registry::cache::SharedWatch;
 use slipway_registry::keys::Keys;
-use slipway_registry::{Registry, RegistryConfig};
+use slipway_registry::{Registry, RegistryConfig, keys};
 use slipway_store::sqlite::SqliteStore;
 use slipway_store::{ListOptions, Store, StoreError};
 use tokio::net::TcpListener;
@@ -95,6 +96,8 @@ pub struct WorkloadHost {
     sqlite: Arc<SqliteStore>,
     defs: Vec<Arc<ResourceDef>>,
     tenants: Arc<Tenants>,
+    /// The one store watch every cluster's watch cache is fed from.
+    shared_watch: Arc<SharedWatch>,
     base_url: String,
     ca_pem: String,
     local_addr: SocketAddr,
@@ -140,11 +143,13 @@ impl WorkloadHost {
         if let Some(interval) = config.compaction_interval {
             tasks.push(tokio::spawn(compaction_loop(Arc::clone(&store), interval)));
         }
+        let shared_watch = SharedWatch::start(Arc::clone(&store), keys::LOGICAL_CLUSTERS).await?;
         let host = Arc::new(Self {
             store,
             sqlite,
             defs,
             tenants,
+            shared_watch,
             base_url: pki::client_url(local_addr),
             ca_pem: cert.ca_pem,
             local_addr,
@@ -344,6 +349,7 @@ impl WorkloadHost {
                 // relists (410), as it would after a compaction.
                 watch_window: 128,
                 keys: Keys::for_logical_cluster(name),
+                shared_watch: Some(Arc::clone(&self.shared_watch)),
                 system_namespaces: ["default", "kube-system", "kube-public", "kube-node-lease"]
                     .map(String::from)
                     .to_vec(),
