@@ -18,6 +18,7 @@
 pub mod builtin;
 pub mod checks;
 pub mod cluster;
+pub mod machine;
 mod resource;
 pub mod schema;
 
@@ -27,6 +28,7 @@ use slipway_apimachinery::ResourceDef;
 pub fn resources() -> Vec<ResourceDef> {
     vec![
         cluster_resource(),
+        machine_resource(),
         namespace_resource(),
         secret_resource(),
         config_map_resource(),
@@ -80,6 +82,11 @@ pub fn pod_disruption_budget_resource() -> ResourceDef {
 /// `slipway.dev/v1alpha1` Cluster.
 pub fn cluster_resource() -> ResourceDef {
     cluster::resource()
+}
+
+/// `slipway.dev/v1alpha1` Machine.
+pub fn machine_resource() -> ResourceDef {
+    machine::resource()
 }
 
 /// core `v1` Namespace.

@@ -21,7 +21,7 @@ fn prop<'a>(schema: &'a Value, path: &str) -> &'a Value {
 #[test]
 fn every_schema_is_structural_and_inlined() {
     let defs = resources();
-    assert_eq!(defs.len(), 6);
+    assert_eq!(defs.len(), 7);
     for def in &defs {
         let problems = structural_problems(&def.schema);
         assert!(problems.is_empty(), "{}: {problems:#?}", def.kind);
@@ -262,6 +262,17 @@ fn resource_defs_name_the_kinds_like_upstream() {
             "clusters".to_string(),
             "cluster".to_string(),
             s(&["cl"]),
+            true,
+            true,
+            true,
+        ),
+        (
+            "slipway.dev/v1alpha1".into(),
+            "Machine".into(),
+            "MachineList".into(),
+            "machines".into(),
+            "machine".into(),
+            s(&["ma"]),
             true,
             true,
             true,

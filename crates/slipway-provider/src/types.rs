@@ -236,12 +236,23 @@ pub struct LoadBalancer {
     /// The address the DNS name resolves to.
     pub address: Ipv4Addr,
     pub created_at: Timestamp,
+    /// Where clients reach the listener, when that is not `https://<dns name>:<port>`: the
+    /// simulator serves every cluster's API on one address, routed by path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// PEM bundle of the CA that signs the listener's certificate, when the provider
+    /// terminates TLS itself (the simulator); otherwise clients trust the cluster's own CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 impl LoadBalancer {
-    /// `https://<dns name>:<port>`, the form a kubeconfig's `server` takes.
+    /// The URL clients use (a kubeconfig's `server`): [`LoadBalancer::url`] when the provider
+    /// gives one, else `https://<dns name>:<port>`.
     pub fn endpoint(&self) -> String {
-        format!("https://{}:{}", self.dns_name, self.spec.port)
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}:{}", self.dns_name, self.spec.port))
     }
 }
 

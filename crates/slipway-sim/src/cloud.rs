@@ -23,9 +23,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use slipway_provider::{
-    CapacityType, Catalog, LoadBalancer, LoadBalancerSpec, Machine, MachinePatch, MachinePhase,
-    MachineReason, MachineSpec, MachineStatus, MachineType, Network, NetworkSpec, Provider,
-    ProviderError, ResourceKind, Result, Subnet, SubnetSpec, Tags, tags_match, usable_addresses,
+    CLUSTER_TAG, CapacityType, Catalog, LoadBalancer, LoadBalancerSpec, Machine, MachinePatch,
+    MachinePhase, MachineReason, MachineSpec, MachineStatus, MachineType, Network, NetworkSpec,
+    Provider, ProviderError, ResourceKind, Result, Subnet, SubnetSpec, Tags, tags_match,
+    usable_addresses,
 };
 use slipway_store::sqlite::SqliteStore;
 use slipway_store::{ListOptions, Revision, Store, StoreError};
@@ -202,6 +203,9 @@ pub struct SimCloud {
     wake: Arc<Notify>,
     shutdown: watch::Sender<bool>,
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where load balancers route: the workload host's base URL and CA (see
+    /// [`SimCloud::route_load_balancers`]).
+    listener: std::sync::RwLock<Option<(String, String)>>,
 }
 
 impl std::fmt::Debug for SimCloud {
@@ -248,6 +252,36 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 }
 
 impl SimCloud {
+    /// Route every load balancer to the workload host serving the simulated clusters' APIs at
+    /// `base_url` with a certificate signed by `ca_pem`: a load balancer of the cluster tagged
+    /// `slipway.dev/cluster: NAME` then reports `url` `<base_url>/clusters/NAME` and that CA, the
+    /// way a real one forwards to its cluster's API servers.
+    pub fn route_load_balancers(&self, base_url: &str, ca_pem: &str) {
+        let mut listener = self
+            .listener
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *listener = Some((
+            base_url.trim_end_matches('/').to_string(),
+            ca_pem.to_string(),
+        ));
+    }
+
+    /// A load balancer as clients see it: with where it routes, when known.
+    fn present(&self, mut lb: LoadBalancer) -> LoadBalancer {
+        let listener = self
+            .listener
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some((base, ca)), Some(cluster)) =
+            (listener.as_ref(), lb.spec.tags.get(CLUSTER_TAG))
+        {
+            lb.url = Some(format!("{base}/clusters/{cluster}"));
+            lb.ca_pem = Some(ca.clone());
+        }
+        lb
+    }
+
     /// Opens (creating if needed) the cloud persisted in `data_dir/sim/cloud.db`, and starts
     /// its lifecycle loop on the current tokio runtime. Machines resume where they were: one
     /// whose boot deadline passed while the cloud was down is booted at once.
@@ -375,6 +409,7 @@ impl SimCloud {
             wake: Arc::new(Notify::new()),
             shutdown,
             driver: Mutex::new(None),
+            listener: std::sync::RwLock::new(None),
         });
         cloud
             .flush()
@@ -1258,32 +1293,34 @@ impl Provider for SimCloud {
                 spec,
                 address,
                 created_at: Timestamp::now(),
+                url: None,
+                ca_pem: None,
             };
             st.dirty.insert(lb_key(&lb.id));
             st.lbs.insert(lb.id.clone(), lb.clone());
             Ok(lb)
         })
         .await
+        .map(|lb| self.present(lb))
     }
 
     async fn get_load_balancer(&self, id: &str) -> Result<LoadBalancer> {
         self.admit()?;
-        self.lock()
-            .lbs
-            .get(id)
-            .cloned()
+        let lb = self.lock().lbs.get(id).cloned();
+        lb.map(|lb| self.present(lb))
             .ok_or_else(|| ProviderError::not_found(ResourceKind::LoadBalancer, id))
     }
 
     async fn list_load_balancers(&self, selector: &Tags) -> Result<Vec<LoadBalancer>> {
         self.admit()?;
-        Ok(self
+        let lbs: Vec<LoadBalancer> = self
             .lock()
             .lbs
             .values()
             .filter(|lb| tags_match(&lb.spec.tags, selector))
             .cloned()
-            .collect())
+            .collect();
+        Ok(lbs.into_iter().map(|lb| self.present(lb)).collect())
     }
 
     async fn delete_load_balancer(&self, id: &str) -> Result<()> {

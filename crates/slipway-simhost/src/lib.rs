@@ -186,6 +186,11 @@ impl WorkloadHost {
         &self.ca_pem
     }
 
+    /// The URL every cluster's API is under (`<base>/clusters/<name>`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// The API endpoint of cluster `name`.
     pub fn endpoint(&self, name: &str) -> String {
         format!("{}{}", self.base_url, path_prefix(name))

@@ -60,6 +60,8 @@ impl Drop for World {
 impl World {
     pub fn new(host: Arc<WorkloadHost>, cloud: Arc<SimCloud>) -> Arc<Self> {
         let catalog = cloud.sim_catalog().catalog.clone();
+        // The clusters' load balancers lead to their APIs on this host.
+        cloud.route_load_balancers(host.base_url(), host.ca_pem());
         Arc::new(Self {
             host,
             cloud,
