@@ -25,7 +25,9 @@ const BOOTSTRAP_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-t
 const BOOTSTRAP_TOKEN_TTL: &str = "24h0m0s";
 
 /// Everything needed to render one machine's user data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` redacts `bootstrap_token`, so logging a config does not leak a join credential.
+#[derive(Clone, PartialEq, Eq)]
 pub struct MachineConfig {
     /// The workload cluster's identity: its logical cluster name in the simulator, e.g. "team-a.payments".
     pub cluster: String,
@@ -57,6 +59,27 @@ pub struct MachineConfig {
     pub bootstrap_token: String,
     /// Control plane only: the stacked etcd version, e.g. "3.5.21".
     pub etcd_version: Option<String>,
+}
+
+impl std::fmt::Debug for MachineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MachineConfig")
+            .field("cluster", &self.cluster)
+            .field("node_name", &self.node_name)
+            .field("role", &self.role)
+            .field("init", &self.init)
+            .field("kubernetes_version", &self.kubernetes_version)
+            .field("control_plane_endpoint", &self.control_plane_endpoint)
+            .field("pod_subnet", &self.pod_subnet)
+            .field("service_subnet", &self.service_subnet)
+            .field("pool", &self.pool)
+            .field("node_labels", &self.node_labels)
+            .field("node_taints", &self.node_taints)
+            .field("admin_token_sha256", &self.admin_token_sha256)
+            .field("bootstrap_token", &"<redacted>")
+            .field("etcd_version", &self.etcd_version)
+            .finish()
+    }
 }
 
 impl MachineConfig {

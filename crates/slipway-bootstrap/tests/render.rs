@@ -90,6 +90,13 @@ fn worker_snapshot() {
 }
 
 #[test]
+fn debug_redacts_the_bootstrap_token() {
+    let shown = format!("{:?}", worker());
+    assert!(shown.contains("payments-gpu-7xk2p"));
+    assert!(!shown.contains("0123456789abcdef"));
+}
+
+#[test]
 fn rendering_is_deterministic() {
     for c in [init_control_plane(), join_control_plane(), worker()] {
         assert_eq!(render(&c), render(&c.clone()));
