@@ -11,7 +11,9 @@
 //! same store (under `/simhost/clusters/`), so a restart serves every cluster again with the
 //! same credentials. Creating a cluster is idempotent; deleting one removes its objects.
 
-pub mod bootstrap;
+/// The bootstrap contract with whoever creates machines: `/etc/slipway/bootstrap.json` in
+/// the cloud-init user data ([`slipway_bootstrap`], re-exported under its old path).
+pub use slipway_bootstrap as bootstrap;
 pub mod machines;
 pub mod scenario;
 pub mod workloads;

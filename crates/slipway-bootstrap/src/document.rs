@@ -5,6 +5,9 @@
 //! kind of document: a `#cloud-config` whose `write_files` carries `/etc/slipway/bootstrap.json`
 //! ([`BOOTSTRAP_PATH`]), a JSON [`Bootstrap`]. Everything else in the user data (kubeadm
 //! configuration, scripts) is ignored, as a fake kubelet would.
+//!
+//! The JSON format is a contract with machines already created: fields are only ever added,
+//! optional, and skipped when empty.
 
 use std::collections::BTreeMap;
 
@@ -17,16 +20,21 @@ pub const BOOTSTRAP_PATH: &str = "/etc/slipway/bootstrap.json";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// Runs the API server and a stacked etcd member (`control-plane` in JSON).
     ControlPlane,
+    /// Runs workloads, in a node pool (`worker` in JSON).
     Worker,
 }
 
 /// A taint the kubelet registers its Node with (`--register-with-taints`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Taint {
+    /// A qualified name, like a label key.
     pub key: String,
+    /// A label value; absent for a key-only taint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
     pub effect: String,
 }
 
@@ -56,12 +64,16 @@ pub struct Bootstrap {
     pub node_taints: Vec<Taint>,
 }
 
+/// Why a machine's user data carries no readable [`Bootstrap`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BootstrapError {
+    /// The user data does not parse as YAML with a `write_files` list.
     #[error("the user data is not a #cloud-config YAML document: {0}")]
     NotCloudConfig(String),
+    /// No entry of `write_files` has the path [`BOOTSTRAP_PATH`].
     #[error("the user data writes no {BOOTSTRAP_PATH}")]
     Missing,
+    /// The file is there but is not a JSON [`Bootstrap`].
     #[error("{BOOTSTRAP_PATH} is not a valid bootstrap document: {0}")]
     Invalid(String),
 }
@@ -92,8 +104,9 @@ impl Bootstrap {
         serde_json::from_str(&file.content).map_err(|e| BootstrapError::Invalid(e.to_string()))
     }
 
-    /// A minimal `#cloud-config` carrying this document (what a bootstrap renderer adds to its
-    /// own user data for the simulator).
+    /// A minimal `#cloud-config` carrying only this document, for machines that need nothing
+    /// but the simulator (tests, `scenario`). [`crate::render_user_data`] renders the full
+    /// kubeadm user data, which carries the same document.
     pub fn to_cloud_config(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
         // JSON is valid YAML in a double-quoted scalar once escaped as JSON again.
