@@ -72,6 +72,10 @@ struct ServeArgs {
     no_sim: bool,
     #[command(flatten)]
     sim: sim::SimArgs,
+    /// Run the platform's controllers (Clusters into machines) against the in-process
+    /// simulated cloud. `--controllers=false` serves the API alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    controllers: bool,
     /// Serve the kinds of a simulated workload cluster (Node, Pod, Deployment, ReplicaSet,
     /// PodDisruptionBudget, ...) instead of the platform API: for testing those kinds with
     /// kubectl until workload clusters are hosted inside the platform server.
@@ -138,7 +142,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
     let running = slipway_apiserver::serve(
-        registry,
+        std::sync::Arc::clone(&registry),
         &slipway_apiserver::ServeConfig {
             data_dir: args.store.data_dir.clone(),
             listen: args.listen,
@@ -164,6 +168,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "  try:        kubectl --kubeconfig {} api-resources",
         running.kubeconfig.display()
     );
+    let controllers = match &simulator {
+        Some(s) if args.controllers && !args.workload_kinds => {
+            let client: std::sync::Arc<dyn slipway_client::Client> = std::sync::Arc::new(
+                slipway_client::InProcess::new(std::sync::Arc::clone(&registry))
+                    .with_manager(slipway_controllers::MANAGER),
+            );
+            let provider: std::sync::Arc<dyn slipway_provider::Provider> = s.cloud.clone();
+            let ctx = slipway_controllers::Context::new(
+                client,
+                provider,
+                slipway_controllers::LifecycleConfig::default(),
+            )
+            .await
+            .context("starting the controllers")?;
+            eprintln!("  controllers: cluster, machine (provider: sim)");
+            Some(tokio::spawn(slipway_controllers::run(
+                ctx,
+                std::future::pending(),
+            )))
+        }
+        _ => None,
+    };
     if let Some(s) = &simulator {
         eprintln!("  simulator:  cloud API {}", s.endpoints.cloud_api);
         eprintln!(
@@ -178,6 +204,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         result = running.task => result.context("server task failed")?,
         _ = tokio::signal::ctrl_c() => eprintln!("shutting down"),
+    }
+    if let Some(c) = controllers {
+        c.abort();
     }
     if let Some(s) = simulator {
         s.shutdown().await;

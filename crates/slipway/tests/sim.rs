@@ -7,9 +7,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Backend, Server};
+use common::{Backend, Server, ok};
 use slipway_simhost::scenario::{ClusterRequest, Pool, provision};
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -51,30 +51,9 @@ fn phases(kubeconfig: &Path, selector: &str) -> String {
     ))
 }
 
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Poll `check` until it returns true; the last output is in the panic message.
-fn eventually(what: &str, mut check: impl FnMut() -> (bool, String)) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (done, last) = check();
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last: {last}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn eventually(what: &str, check: impl FnMut() -> (bool, String)) {
+    common::wait_for(what, PATIENCE, check);
 }
 
 fn cloud_api(data_dir: &Path) -> String {

@@ -120,6 +120,10 @@ impl Server {
                 .arg("--etcd-endpoints")
                 .arg(etcd.endpoints().join(","));
         }
+        // Tests of the API alone run without the controllers acting on what they create.
+        if !self.extra.iter().any(|a| a.starts_with("--controllers")) {
+            cmd.arg("--controllers=false");
+        }
         cmd.args(&self.extra);
         cmd.env("SLIPWAY_LOG", "warn")
             .stdout(Stdio::null())
@@ -323,4 +327,32 @@ macro_rules! on_every_backend {
             }
         }
     };
+}
+
+/// The stdout of a command that must succeed (its stderr and stdout in the panic message).
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Poll `check` until it returns true or `patience` runs out; the last output it gave is in
+/// the panic message.
+pub fn wait_for(what: &str, patience: Duration, mut check: impl FnMut() -> (bool, String)) {
+    let deadline = Instant::now() + patience;
+    loop {
+        let (done, last) = check();
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -1,0 +1,761 @@
+//! The Cluster controller: infrastructure, credentials, Machines and status of each Cluster.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use slipway_api::cluster::{Cluster, ClusterVersions, EndpointAccess, NodePoolStatus};
+use slipway_api::machine::{
+    CLUSTER_LABEL, Machine, MachinePhase, MachineRole, MachineSpec, POOL_LABEL, ROLE_LABEL,
+};
+use slipway_client::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use slipway_lifecycle::plan::Amount;
+use slipway_lifecycle::{Desired, Group, Limits, Member, plan_group, resolve};
+use slipway_provider::{
+    CLUSTER_TAG, LoadBalancer, LoadBalancerScheme, LoadBalancerSpec, NetworkSpec, ProviderError,
+    Subnet, SubnetSpec, Tags,
+};
+use slipway_runtime::{Action, Controller, ControllerConfig, InformerConfig};
+
+use crate::{
+    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, TEMPLATE_LABEL, identity, is_true,
+    set_condition, set_finalizer, write_status,
+};
+
+/// The Cluster controller, reconciling a Cluster when it or one of its Machines changes.
+pub fn controller(ctx: Arc<Context>) -> Controller<Cluster> {
+    Controller::new(
+        "cluster",
+        Api::all(Arc::clone(&ctx.client)),
+        InformerConfig::default(),
+    )
+    .owns(
+        Api::<Machine>::all(Arc::clone(&ctx.client)),
+        InformerConfig::default(),
+    )
+    .with_config(ControllerConfig {
+        concurrency: ctx.config.concurrency,
+        resync: Some(ctx.config.resync),
+        ..ControllerConfig::default()
+    })
+}
+
+/// After an error: the key's backoff.
+pub fn error_policy(cluster: &Arc<Cluster>, error: &Error, _: &Arc<Context>) -> Action {
+    tracing::warn!(cluster = %cluster.name_any(), namespace = ?cluster.namespace(), %error, "cluster reconcile failed");
+    Action::backoff()
+}
+
+/// The Secret holding a cluster's kubeconfig (`value`), as Cluster API names it.
+pub fn kubeconfig_secret_name(cluster: &str) -> String {
+    format!("{cluster}-kubeconfig")
+}
+
+/// What a cluster's machines are bootstrapped with, kept in the kubeconfig Secret.
+pub(crate) struct Credentials {
+    pub kubeconfig: String,
+    pub admin_token_sha256: String,
+    pub bootstrap_token: String,
+}
+
+impl Credentials {
+    pub(crate) fn from_secret(secret: &Secret) -> Option<Self> {
+        let data = secret.data.as_ref()?;
+        let text = |k: &str| {
+            data.get(k)
+                .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        };
+        let token = text("token")?;
+        Some(Self {
+            kubeconfig: text("value")?,
+            admin_token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
+            bootstrap_token: text("bootstrap-token")?,
+        })
+    }
+}
+
+/// Bring one Cluster toward its spec.
+pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    if cluster.meta().deletion_timestamp.is_some() {
+        return delete(&cluster, &ctx).await;
+    }
+    if !cluster.finalizers().iter().any(|f| f == CLUSTER_FINALIZER) {
+        set_finalizer(&clusters, &cluster, CLUSTER_FINALIZER, true).await?;
+        return Ok(Action::await_change());
+    }
+    let generation = cluster.meta().generation;
+    let mut status = cluster.status.clone().unwrap_or_default();
+    let mut conditions = status.conditions.take().unwrap_or_default();
+
+    let desired = match resolve(&cluster.spec, &ctx.catalog) {
+        Ok(d) => d,
+        Err(problems) => {
+            let message = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            set_condition(
+                &mut conditions,
+                "Ready",
+                false,
+                "InvalidSpec",
+                message,
+                generation,
+            );
+            status.conditions = Some(conditions);
+            status.observed_generation = generation;
+            write_status(&clusters, &*cluster, cluster.status.as_ref(), status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let id = identity(&ns, &name);
+    let lb = ensure_infrastructure(&ctx, &id, &cluster, &desired).await?;
+    ensure_credentials(&ctx, &cluster, &lb).await?;
+
+    let machines_api: Api<Machine> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    let uid = cluster.uid().unwrap_or_default();
+    let machines: Vec<Machine> = machines_api
+        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
+        .await?
+        .items
+        .into_iter()
+        .filter(|m| owned_by(m, &uid))
+        .collect();
+
+    // Failed machines are replaced, unless so much of the cluster is failing that replacing
+    // would only churn (a zone outage): then they stay until it recovers or a person acts.
+    let live = machines
+        .iter()
+        .filter(|m| m.meta().deletion_timestamp.is_none());
+    let failed: Vec<&Machine> = live
+        .clone()
+        .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MachinePhase::Failed))
+        .collect();
+    let total = live.count().max(1);
+    let mut remediating = Vec::new();
+    #[allow(clippy::cast_precision_loss)]
+    let failing_share = failed.len() as f64 / total as f64;
+    if !failed.is_empty() && failing_share > ctx.config.max_unhealthy {
+        set_condition(
+            &mut conditions,
+            "RemediationAllowed",
+            false,
+            "TooManyUnhealthy",
+            format!(
+                "{} of {total} machines failed (more than {:.0}%): not replacing them",
+                failed.len(),
+                ctx.config.max_unhealthy * 100.0
+            ),
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut conditions,
+            "RemediationAllowed",
+            true,
+            "Healthy",
+            "",
+            generation,
+        );
+        for m in &failed {
+            remediating.push(m.name_any());
+            delete_machine(&machines_api, m).await?;
+        }
+    }
+
+    let control_plane_up = machines.iter().any(|m| {
+        m.spec.role == MachineRole::ControlPlane
+            && is_true(
+                m.status.as_ref().and_then(|s| s.conditions.as_ref()),
+                "NodeReady",
+            )
+    });
+    let mut converging = !remediating.is_empty();
+    for group in desired.groups() {
+        let members: Vec<(&Machine, Member)> = machines
+            .iter()
+            .filter(|m| in_group(m, group))
+            .map(|m| (m, member(m, &remediating)))
+            .collect();
+        let limits = match group.role {
+            MachineRole::ControlPlane => Limits {
+                max_surge: 1,
+                max_unavailable: 0,
+            },
+            MachineRole::Worker => pool_limits(&cluster, group.replicas),
+        };
+        let plain: Vec<Member> = members.iter().map(|(_, m)| m.clone()).collect();
+        let mut plan = plan_group(
+            group.replicas,
+            &group.zones,
+            &group.template_hash,
+            &plain,
+            limits,
+        );
+        let mut init = false;
+        if group.role == MachineRole::ControlPlane {
+            // kubeadm: one machine initialises the cluster; the others join it one at a time
+            // once its API answers.
+            let pending = plain.iter().any(|m| !m.deleting && !m.healthy);
+            if plain.iter().all(|m| m.deleting) && !control_plane_up {
+                plan.create.truncate(1);
+                init = !plan.create.is_empty() && plain.is_empty();
+            } else if !control_plane_up || pending {
+                plan.create.clear();
+            } else {
+                plan.create.truncate(1);
+            }
+        }
+        converging |= !plan.is_empty();
+        for zone in &plan.create {
+            create_machine(&machines_api, &cluster, &desired, group, zone, init).await?;
+        }
+        for victim in &plan.delete {
+            if let Some((m, _)) = members.iter().find(|(m, _)| &m.name_any() == victim) {
+                delete_machine(&machines_api, m).await?;
+            }
+        }
+        // Labels and taints follow the pool in place.
+        for (m, mem) in &members {
+            if mem.deleting || mem.template_hash != group.template_hash {
+                continue;
+            }
+            let labels = (!group.node_labels.is_empty()).then(|| group.node_labels.clone());
+            let taints = (!group.node_taints.is_empty()).then(|| group.node_taints.clone());
+            if m.spec.node_labels != labels || m.spec.node_taints != taints {
+                machines_api
+                    .patch(
+                        &m.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(
+                            json!({"spec": {"nodeLabels": labels, "nodeTaints": taints}}),
+                        ),
+                    )
+                    .await?;
+                converging = true;
+            }
+        }
+    }
+
+    // Status.
+    let summary = summarize(&desired, &machines, &ctx);
+    status.endpoint = Some(lb.endpoint());
+    status.node_pools = Some(summary.pools.clone());
+    status.nodes = Some(summary.nodes);
+    status.ready_nodes = Some(summary.ready_nodes);
+    status.cost_per_hour = Some(summary.cost);
+    status.versions = Some(ClusterVersions {
+        control_plane: summary.control_plane_ready.then(|| desired.version.clone()),
+        nodes: summary.oldest_node_version.clone(),
+        ..status.versions.clone().unwrap_or_default()
+    });
+    let cp = &desired.control_plane;
+    set_condition(
+        &mut conditions,
+        "ControlPlaneReady",
+        summary.control_plane_ready,
+        if summary.control_plane_ready {
+            "Ready"
+        } else {
+            "WaitingForControlPlane"
+        },
+        format!(
+            "{} of {} control-plane machines ready",
+            summary.control_plane_healthy, cp.replicas
+        ),
+        generation,
+    );
+    let pools_ready = summary.pools_ready;
+    let waiting: Vec<String> = summary
+        .pools
+        .iter()
+        .zip(&desired.pools)
+        .filter(|(s, g)| {
+            s.ready_replicas.unwrap_or(0) != i32::try_from(g.replicas).unwrap_or(i32::MAX)
+                || s.replicas.unwrap_or(0) != s.ready_replicas.unwrap_or(0)
+        })
+        .map(|(s, g)| {
+            format!(
+                "{} {}/{}",
+                g.name,
+                s.ready_replicas.unwrap_or(0),
+                g.replicas
+            )
+        })
+        .collect();
+    set_condition(
+        &mut conditions,
+        "NodePoolsReady",
+        pools_ready,
+        if pools_ready {
+            "Ready"
+        } else {
+            "WaitingForNodes"
+        },
+        if pools_ready {
+            String::new()
+        } else {
+            format!("ready/desired: {}", waiting.join(", "))
+        },
+        generation,
+    );
+    let ready = summary.control_plane_ready && pools_ready && !converging;
+    let (reason, message) = if ready {
+        ("Ready", String::new())
+    } else if !summary.control_plane_ready {
+        (
+            "WaitingForControlPlane",
+            "the control plane is not ready yet".to_string(),
+        )
+    } else {
+        (
+            "WaitingForNodes",
+            format!("node pools converging: {}", waiting.join(", ")),
+        )
+    };
+    set_condition(&mut conditions, "Ready", ready, reason, message, generation);
+    status.conditions = Some(conditions);
+    status.observed_generation = generation;
+    write_status(&clusters, &*cluster, cluster.status.as_ref(), status).await?;
+    Ok(if ready {
+        Action::await_change()
+    } else {
+        Action::requeue(ctx.config.poll)
+    })
+}
+
+fn owned_by(m: &Machine, uid: &str) -> bool {
+    m.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+fn in_group(m: &Machine, group: &Group) -> bool {
+    match group.role {
+        MachineRole::ControlPlane => m.spec.role == MachineRole::ControlPlane,
+        MachineRole::Worker => {
+            m.spec.role == MachineRole::Worker
+                && m.spec.pool.as_deref() == Some(group.name.as_str())
+        }
+    }
+}
+
+fn member(m: &Machine, remediating: &[String]) -> Member {
+    let status = m.status.as_ref();
+    let name = m.name_any();
+    Member {
+        deleting: m.meta().deletion_timestamp.is_some() || remediating.contains(&name),
+        healthy: is_true(status.and_then(|s| s.conditions.as_ref()), "NodeReady"),
+        template_hash: m.labels().get(TEMPLATE_LABEL).cloned().unwrap_or_default(),
+        zone: m.spec.zone.clone(),
+        created: m
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| u64::try_from(t.0.as_second()).unwrap_or(0)),
+        name,
+    }
+}
+
+fn amount(v: Option<&IntOrString>, default: usize) -> Amount {
+    match v {
+        Some(IntOrString::Int(n)) => Amount::Count(usize::try_from(*n).unwrap_or(0)),
+        Some(IntOrString::String(s)) => s
+            .trim_end_matches('%')
+            .parse()
+            .map_or(Amount::Count(default), Amount::Percent),
+        None => Amount::Count(default),
+    }
+}
+
+fn pool_limits(cluster: &Cluster, desired: usize) -> Limits {
+    let upgrade = cluster.spec.upgrade.as_ref();
+    Limits::resolve(
+        desired,
+        amount(upgrade.and_then(|u| u.max_surge.as_ref()), 1),
+        amount(upgrade.and_then(|u| u.max_unavailable.as_ref()), 0),
+    )
+}
+
+/// A Machine name: `<cluster>-<group>-<5 random characters>`, short enough to be a hostname.
+fn machine_name(cluster: &str, group: &str) -> String {
+    let suffix: String = uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .chars()
+        .take(5)
+        .collect();
+    let mut prefix = format!("{cluster}-{group}");
+    prefix.truncate(57);
+    format!("{}-{suffix}", prefix.trim_end_matches('-'))
+}
+
+async fn create_machine(
+    api: &Api<Machine>,
+    cluster: &Cluster,
+    desired: &Desired,
+    group: &Group,
+    zone: &str,
+    init: bool,
+) -> Result<(), Error> {
+    let name = cluster.name_any();
+    let mut labels = BTreeMap::from([
+        (CLUSTER_LABEL.to_string(), name.clone()),
+        (TEMPLATE_LABEL.to_string(), group.template_hash.clone()),
+    ]);
+    match group.role {
+        MachineRole::ControlPlane => {
+            labels.insert(ROLE_LABEL.to_string(), "control-plane".to_string());
+        }
+        MachineRole::Worker => {
+            labels.insert(POOL_LABEL.to_string(), group.name.clone());
+        }
+    }
+    let mut machine = Machine::new(
+        &machine_name(&name, &group.name),
+        MachineSpec {
+            cluster_name: name.clone(),
+            role: group.role,
+            pool: (group.role == MachineRole::Worker).then(|| group.name.clone()),
+            zone: zone.to_string(),
+            machine_type: group.machine_type.clone(),
+            capacity_type: Some(match group.capacity_type {
+                slipway_provider::CapacityType::OnDemand => {
+                    slipway_api::cluster::CapacityType::OnDemand
+                }
+                slipway_provider::CapacityType::Spot => slipway_api::cluster::CapacityType::Spot,
+            }),
+            version: desired.version.clone(),
+            node_labels: (!group.node_labels.is_empty()).then(|| group.node_labels.clone()),
+            node_taints: (!group.node_taints.is_empty()).then(|| group.node_taints.clone()),
+        },
+    );
+    machine.metadata = ObjectMeta {
+        name: machine.metadata.name.take(),
+        namespace: cluster.namespace(),
+        labels: Some(labels),
+        annotations: init
+            .then(|| BTreeMap::from([(INIT_ANNOTATION.to_string(), "true".to_string())])),
+        owner_references: Some(vec![OwnerReference {
+            api_version: Cluster::api_version(&()).into_owned(),
+            kind: Cluster::kind(&()).into_owned(),
+            name,
+            uid: cluster.uid().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]),
+        ..ObjectMeta::default()
+    };
+    api.create(&PostParams::default(), &machine).await?;
+    Ok(())
+}
+
+async fn delete_machine(api: &Api<Machine>, m: &Machine) -> Result<(), Error> {
+    match api.delete(&m.name_any(), &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The cluster's network, a subnet per zone and the API server load balancer, found by tag or
+/// created.
+async fn ensure_infrastructure(
+    ctx: &Context,
+    id: &str,
+    cluster: &Cluster,
+    desired: &Desired,
+) -> Result<LoadBalancer, Error> {
+    let p = &ctx.provider;
+    let tags = Tags::from([(CLUSTER_TAG.to_string(), id.to_string())]);
+    // A /16 per cluster; clusters' networks are isolated, so sharing a range is harmless.
+    let octet = Sha256::digest(id.as_bytes())[0];
+    let network = match p.list_networks(&tags).await?.into_iter().next() {
+        Some(n) => n,
+        None => {
+            p.create_network(NetworkSpec {
+                name: format!("{id}-vpc"),
+                region: desired.region.clone(),
+                cidr: cidr(&format!("10.{octet}.0.0/16"))?,
+                tags: tags.clone(),
+            })
+            .await?
+        }
+    };
+    let mut subnets: HashMap<String, Subnet> = p
+        .list_subnets(&tags)
+        .await?
+        .into_iter()
+        .map(|s| (s.spec.zone.clone(), s))
+        .collect();
+    let region_zones: Vec<String> = ctx
+        .catalog
+        .region(&desired.region)
+        .map(|r| r.zones.iter().map(|z| z.name.clone()).collect())
+        .unwrap_or_default();
+    for zone in &desired.zones {
+        if subnets.contains_key(zone) {
+            continue;
+        }
+        let index = region_zones.iter().position(|z| z == zone).unwrap_or(0);
+        let subnet = p
+            .create_subnet(SubnetSpec {
+                name: format!("{id}-{zone}"),
+                network_id: network.id.clone(),
+                zone: zone.clone(),
+                cidr: cidr(&format!("10.{octet}.{}.0/20", (index % 16) * 16))?,
+                tags: tags.clone(),
+            })
+            .await?;
+        subnets.insert(zone.clone(), subnet);
+    }
+    let lb = match p.list_load_balancers(&tags).await?.into_iter().next() {
+        Some(lb) => lb,
+        None => {
+            let public = cluster.spec.control_plane.as_ref().and_then(|c| c.endpoint)
+                == Some(EndpointAccess::Public);
+            let mut subnet_ids: Vec<String> = subnets.values().map(|s| s.id.clone()).collect();
+            subnet_ids.sort();
+            p.create_load_balancer(LoadBalancerSpec {
+                name: format!("{id}-apiserver"),
+                region: desired.region.clone(),
+                scheme: if public {
+                    LoadBalancerScheme::InternetFacing
+                } else {
+                    LoadBalancerScheme::Internal
+                },
+                port: 6443,
+                subnet_ids,
+                tags,
+            })
+            .await?
+        }
+    };
+    Ok(lb)
+}
+
+fn cidr(s: &str) -> Result<Ipv4Net, Error> {
+    s.parse()
+        .map_err(|e| Error::Invalid(format!("CIDR {s}: {e}")))
+}
+
+/// The admin token, the machines' bootstrap token and the kubeconfig, in the
+/// `<name>-kubeconfig` Secret: created once, read back after.
+async fn ensure_credentials(
+    ctx: &Context,
+    cluster: &Cluster,
+    lb: &LoadBalancer,
+) -> Result<Credentials, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    let secret_name = kubeconfig_secret_name(&name);
+    if let Some(secret) = secrets.get_opt(&secret_name).await? {
+        return Credentials::from_secret(&secret).ok_or_else(|| {
+            Error::Invalid(format!(
+                "Secret {ns}/{secret_name} lacks value, token or bootstrap-token"
+            ))
+        });
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let raw = uuid::Uuid::new_v4().simple().to_string();
+    let bootstrap_token = format!("{}.{}", &raw[..6], &raw[6..22]);
+    let kubeconfig = slipway_apiserver::pki::render_kubeconfig(
+        &format!("{ns}-{name}"),
+        &lb.endpoint(),
+        lb.ca_pem.as_deref().unwrap_or_default(),
+        "admin",
+        &token,
+    );
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name),
+            namespace: Some(ns),
+            labels: Some(BTreeMap::from([(CLUSTER_LABEL.to_string(), name.clone())])),
+            owner_references: Some(vec![OwnerReference {
+                api_version: Cluster::api_version(&()).into_owned(),
+                kind: Cluster::kind(&()).into_owned(),
+                name,
+                uid: cluster.uid().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("cluster.x-k8s.io/secret".to_string()),
+        data: Some(BTreeMap::from([
+            ("value".to_string(), ByteString(kubeconfig.into_bytes())),
+            ("token".to_string(), ByteString(token.into_bytes())),
+            (
+                "bootstrap-token".to_string(),
+                ByteString(bootstrap_token.into_bytes()),
+            ),
+        ])),
+        ..Secret::default()
+    };
+    // A concurrent create (another replica, a retried reconcile) wins; read what it wrote.
+    let stored = match secrets.create(&PostParams::default(), &secret).await {
+        Ok(s) => s,
+        Err(e) if e.is_already_exists() => {
+            secrets
+                .get(&kubeconfig_secret_name(&cluster.name_any()))
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Credentials::from_secret(&stored)
+        .ok_or_else(|| Error::Invalid("kubeconfig Secret unreadable".into()))
+}
+
+struct Summary {
+    pools: Vec<NodePoolStatus>,
+    nodes: i32,
+    ready_nodes: i32,
+    control_plane_healthy: usize,
+    control_plane_ready: bool,
+    pools_ready: bool,
+    oldest_node_version: Option<String>,
+    cost: f64,
+}
+
+fn summarize(desired: &Desired, machines: &[Machine], ctx: &Context) -> Summary {
+    let live: Vec<&Machine> = machines
+        .iter()
+        .filter(|m| m.meta().deletion_timestamp.is_none())
+        .collect();
+    let healthy = |m: &Machine| {
+        is_true(
+            m.status.as_ref().and_then(|s| s.conditions.as_ref()),
+            "NodeReady",
+        )
+    };
+    let cp = &desired.control_plane;
+    let cp_members: Vec<&&Machine> = live.iter().filter(|m| in_group(m, cp)).collect();
+    let control_plane_healthy = cp_members
+        .iter()
+        .filter(|m| healthy(m) && m.labels().get(TEMPLATE_LABEL) == Some(&cp.template_hash))
+        .count();
+    let mut pools = Vec::new();
+    let mut pools_ready = true;
+    let (mut nodes, mut ready_nodes) = (0, 0);
+    for g in &desired.pools {
+        let members: Vec<&&Machine> = live.iter().filter(|m| in_group(m, g)).collect();
+        let ready = members.iter().filter(|m| healthy(m)).count();
+        let current_ready = members
+            .iter()
+            .filter(|m| healthy(m) && m.labels().get(TEMPLATE_LABEL) == Some(&g.template_hash))
+            .count();
+        pools_ready &= current_ready == g.replicas && members.len() == g.replicas;
+        let n = i32::try_from(members.len()).unwrap_or(i32::MAX);
+        let r = i32::try_from(ready).unwrap_or(i32::MAX);
+        nodes += n;
+        ready_nodes += r;
+        pools.push(NodePoolStatus {
+            name: g.name.clone(),
+            replicas: Some(n),
+            ready_replicas: Some(r),
+        });
+    }
+    let oldest_node_version = live
+        .iter()
+        .filter(|m| m.spec.role == MachineRole::Worker)
+        .map(|m| m.spec.version.clone())
+        .min_by_key(|v| slipway_api::checks::parse_version(v));
+    let cost = slipway_lifecycle::cost(
+        &ctx.catalog,
+        live.iter().map(|m| {
+            (
+                m.spec.machine_type.as_str(),
+                match m.spec.capacity_type {
+                    Some(slipway_api::cluster::CapacityType::Spot) => {
+                        slipway_provider::CapacityType::Spot
+                    }
+                    _ => slipway_provider::CapacityType::OnDemand,
+                },
+            )
+        }),
+    );
+    Summary {
+        pools,
+        nodes,
+        ready_nodes,
+        control_plane_healthy,
+        control_plane_ready: control_plane_healthy >= cp.replicas
+            && cp_members.len() == cp.replicas,
+        pools_ready,
+        oldest_node_version,
+        cost,
+    }
+}
+
+/// Delete the Machines, then the infrastructure, then the Secret; then let the Cluster go.
+async fn delete(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    if !cluster.finalizers().iter().any(|f| f == CLUSTER_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let machines_api: Api<Machine> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    let uid = cluster.uid().unwrap_or_default();
+    let machines: Vec<Machine> = machines_api
+        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
+        .await?
+        .items
+        .into_iter()
+        .filter(|m| owned_by(m, &uid))
+        .collect();
+    if !machines.is_empty() {
+        for m in machines
+            .iter()
+            .filter(|m| m.meta().deletion_timestamp.is_none())
+        {
+            delete_machine(&machines_api, m).await?;
+        }
+        return Ok(Action::requeue(ctx.config.poll));
+    }
+    let id = identity(&ns, &name);
+    let tags = Tags::from([(CLUSTER_TAG.to_string(), id.clone())]);
+    let p = &ctx.provider;
+    let gone = |r: Result<(), ProviderError>| match r {
+        Ok(()) | Err(ProviderError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    };
+    for lb in p.list_load_balancers(&tags).await? {
+        gone(p.delete_load_balancer(&lb.id).await)?;
+    }
+    for subnet in p.list_subnets(&tags).await? {
+        gone(p.delete_subnet(&subnet.id).await)?;
+    }
+    for network in p.list_networks(&tags).await? {
+        gone(p.delete_network(&network.id).await)?;
+    }
+    ctx.workloads.forget(&id);
+    let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    match secrets
+        .delete(&kubeconfig_secret_name(&name), &DeleteParams::default())
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    set_finalizer(&clusters, cluster, CLUSTER_FINALIZER, false).await?;
+    Ok(Action::await_change())
+}

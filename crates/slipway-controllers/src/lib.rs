@@ -1,0 +1,268 @@
+//! The platform's control loops, written against the [`Client`] trait (the platform API) and
+//! the [`Provider`] trait (infrastructure); workload clusters are reached only through their
+//! Kubernetes API, with the kubeconfig the platform wrote for them.
+//!
+//! - [`cluster`]: a Cluster becomes a network with a subnet per zone, a load balancer in front
+//!   of the API servers, an admin credential and its `<name>-kubeconfig` Secret, and Machines
+//!   planned by `slipway_lifecycle` (zone-balanced, rolling replacement, failed machines
+//!   replaced unless too much of the cluster is unhealthy); its status sums them up. Deleting
+//!   it deletes the Machines first, then the infrastructure, then the Secret.
+//! - [`machine`]: a Machine becomes a provider machine (created with the Machine's uid as
+//!   idempotency key, its bootstrap user data rendered by `slipway_bootstrap`), whose node it
+//!   follows in the workload cluster; deleting it drains the node through the Eviction API
+//!   (PodDisruptionBudgets honoured, up to the cluster's drain timeout), then deletes the node
+//!   and the provider machine.
+//!
+//! Every step is idempotent and level-triggered: killed at any point, a restart converges
+//! without leaking or doubling anything (provider objects are found again by name, tag or
+//! idempotency key before anything is created).
+
+pub mod cluster;
+pub mod machine;
+mod workload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use slipway_api::cluster::{Condition, ConditionStatus};
+use slipway_client::Client;
+use slipway_provider::{Catalog, Provider};
+
+pub use workload::WorkloadClients;
+
+/// The finalizer a Cluster carries until its machines and infrastructure are gone.
+pub const CLUSTER_FINALIZER: &str = "slipway.dev/cluster";
+/// The finalizer a Machine carries until its provider machine is gone.
+pub const MACHINE_FINALIZER: &str = "slipway.dev/machine";
+/// The field manager of every write the controllers make.
+pub const MANAGER: &str = "slipway-controllers";
+/// Annotation on the control-plane Machine that runs `kubeadm init`.
+pub const INIT_ANNOTATION: &str = "slipway.dev/init";
+/// Label on a Machine naming the template its group had when it was created.
+pub const TEMPLATE_LABEL: &str = "slipway.dev/template-hash";
+
+/// Tunables of the lifecycle controllers.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// Reconciles in flight per controller.
+    pub concurrency: usize,
+    /// How soon to look again while something converges.
+    pub poll: Duration,
+    /// How often a converged object is looked at again.
+    pub resync: Duration,
+    /// Stop replacing failed machines of a cluster when more than this share of its machines
+    /// is unhealthy (a zone outage must not trigger a replacement storm).
+    pub max_unhealthy: f64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            poll: Duration::from_secs(2),
+            resync: Duration::from_secs(60),
+            max_unhealthy: 0.4,
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Arc<dyn Client>,
+    pub provider: Arc<dyn Provider>,
+    pub catalog: Catalog,
+    pub workloads: WorkloadClients,
+    pub config: LifecycleConfig,
+}
+
+impl Context {
+    /// A context over the platform API `client` and `provider` (its catalog is read once).
+    pub async fn new(
+        client: Arc<dyn Client>,
+        provider: Arc<dyn Provider>,
+        config: LifecycleConfig,
+    ) -> Result<Arc<Self>, Error> {
+        let catalog = provider.catalog().await?;
+        Ok(Arc::new(Self {
+            client,
+            provider,
+            catalog,
+            workloads: WorkloadClients::default(),
+            config,
+        }))
+    }
+}
+
+/// Why a reconcile failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("platform API: {0}")]
+    Api(#[from] slipway_client::Error),
+    #[error("provider: {0}")]
+    Provider(#[from] slipway_provider::ProviderError),
+    #[error("workload cluster {cluster}: {message}")]
+    Workload { cluster: String, message: String },
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] slipway_bootstrap::RenderError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Run the Cluster and Machine controllers until `shutdown` completes.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let clusters = tokio::spawn(cluster::controller(Arc::clone(&ctx)).run(
+        cluster::reconcile,
+        cluster::error_policy,
+        Arc::clone(&ctx),
+        stop(),
+    ));
+    let machines = tokio::spawn(machine::controller(Arc::clone(&ctx)).run(
+        machine::reconcile,
+        machine::error_policy,
+        Arc::clone(&ctx),
+        stop(),
+    ));
+    shutdown.await;
+    let _ = tx.send(true);
+    let _ = clusters.await;
+    let _ = machines.await;
+}
+
+/// Write `obj`'s finalizers with `finalizer` added (`add`) or removed, under optimistic
+/// concurrency on its resourceVersion. Nothing to do: no write.
+pub(crate) async fn set_finalizer<K>(
+    api: &slipway_client::Api<K>,
+    obj: &K,
+    finalizer: &str,
+    add: bool,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = ()>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + Send
+        + 'static,
+    K::Scope: 'static,
+{
+    use kube::ResourceExt;
+    let has = obj.finalizers().iter().any(|f| f == finalizer);
+    if has == add {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer)
+        .cloned()
+        .collect();
+    if add {
+        finalizers.push(finalizer.to_string());
+    }
+    api.patch(
+        &obj.name_any(),
+        &slipway_client::PatchParams::default(),
+        &slipway_client::Patch::Merge(serde_json::json!({"metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": obj.resource_version(),
+        }})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Write `status` onto `obj` through `/status`, unless it is what `obj` already has.
+pub(crate) async fn write_status<K, S>(
+    api: &slipway_client::Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: S,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = ()>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + Send
+        + 'static,
+    K::Scope: 'static,
+    S: PartialEq + serde::Serialize,
+{
+    use kube::ResourceExt;
+    if current == Some(&status) {
+        return Ok(());
+    }
+    api.patch_status(
+        &obj.name_any(),
+        &slipway_client::PatchParams::default(),
+        &slipway_client::Patch::Merge(serde_json::json!({"status": status})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Set condition `type_` in `conditions`, keeping its transition time unless the status
+/// changes.
+pub(crate) fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) {
+    let status = if status {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    let message = message.into();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = Some(now());
+            }
+            c.status = status;
+            c.reason = Some(reason.to_string());
+            c.message = Some(message);
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_string(),
+            status,
+            reason: Some(reason.to_string()),
+            message: Some(message),
+            last_transition_time: Some(now()),
+            observed_generation: generation,
+        }),
+    }
+}
+
+/// Whether condition `type_` is True.
+pub(crate) fn is_true(conditions: Option<&Vec<Condition>>, type_: &str) -> bool {
+    conditions
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == type_ && c.status == ConditionStatus::True)
+}
+
+pub(crate) fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// The workload cluster's identity at the provider and in its bootstrap: `<namespace>.<name>`
+/// (unique in the fleet, a DNS subdomain).
+pub fn identity(namespace: &str, name: &str) -> String {
+    format!("{namespace}.{name}")
+}

@@ -1,0 +1,597 @@
+//! The Machine controller: a provider machine per Machine, its node followed in the workload
+//! cluster, and a drained, deleted node and machine when the Machine goes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::api::{
+    EvictParams, ListParams as KubeListParams, Patch as KubePatch, PatchParams as KubePatchParams,
+};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use slipway_api::cluster::{Cluster, ConditionStatus};
+use slipway_api::machine::{Machine, MachinePhase, MachineRole};
+use slipway_bootstrap::{MachineConfig, Role, render_user_data};
+use slipway_client::{Api, Patch, PatchParams};
+use slipway_provider::{
+    CLUSTER_TAG, CapacityType, MACHINE_TAG, MachinePhase as CloudPhase, MachineReason, MachineSpec,
+    POOL_TAG, ProviderError, Tags,
+};
+use slipway_runtime::{Action, Controller, ControllerConfig, InformerConfig};
+
+use crate::cluster::{Credentials, kubeconfig_secret_name};
+use crate::{
+    Context, Error, INIT_ANNOTATION, MACHINE_FINALIZER, identity, now, set_condition,
+    set_finalizer, write_status,
+};
+
+/// Annotation recording when the drain of a deleted Machine's node began.
+pub const DRAIN_STARTED_ANNOTATION: &str = "slipway.dev/drain-started";
+/// The etcd version stacked control planes run.
+pub const ETCD_VERSION: &str = "3.5.21";
+
+/// The Machine controller.
+pub fn controller(ctx: Arc<Context>) -> Controller<Machine> {
+    Controller::new(
+        "machine",
+        Api::all(Arc::clone(&ctx.client)),
+        InformerConfig::default(),
+    )
+    .with_config(ControllerConfig {
+        concurrency: ctx.config.concurrency,
+        resync: Some(ctx.config.resync),
+        ..ControllerConfig::default()
+    })
+}
+
+/// After an error: the key's backoff.
+pub fn error_policy(machine: &Arc<Machine>, error: &Error, _: &Arc<Context>) -> Action {
+    tracing::warn!(machine = %machine.name_any(), namespace = ?machine.namespace(), %error, "machine reconcile failed");
+    Action::backoff()
+}
+
+fn machine_tag(m: &Machine) -> String {
+    format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any())
+}
+
+/// Bring one Machine toward its spec.
+pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = machine.namespace().unwrap_or_default();
+    let name = machine.name_any();
+    let api: Api<Machine> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    if machine.meta().deletion_timestamp.is_some() {
+        return delete(&machine, &ctx, &api).await;
+    }
+    if !machine.finalizers().iter().any(|f| f == MACHINE_FINALIZER) {
+        set_finalizer(&api, &machine, MACHINE_FINALIZER, true).await?;
+        return Ok(Action::await_change());
+    }
+    let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    if clusters
+        .get_opt(&machine.spec.cluster_name)
+        .await?
+        .is_none()
+    {
+        // The garbage collector deletes machines of a cluster that is gone.
+        return Ok(Action::requeue(ctx.config.poll));
+    }
+    let id = identity(&ns, &machine.spec.cluster_name);
+    let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    let Some(credentials) = secrets
+        .get_opt(&kubeconfig_secret_name(&machine.spec.cluster_name))
+        .await?
+        .as_ref()
+        .and_then(Credentials::from_secret)
+    else {
+        return Ok(Action::requeue(ctx.config.poll));
+    };
+    let generation = machine.meta().generation;
+    let mut status = machine.status.clone().unwrap_or_default();
+    let mut conditions = status.conditions.take().unwrap_or_default();
+
+    // The provider machine: by recorded id, else by tag (a create whose answer was lost),
+    // else created with the Machine's uid as idempotency key.
+    let uid = machine.uid().unwrap_or_default();
+    let found = match status.provider_id.as_deref() {
+        Some(pid) => match ctx.provider.get_machine(pid).await {
+            Ok(m) => Some(m),
+            Err(ProviderError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => ctx
+            .provider
+            .list_machines(&Tags::from([(
+                MACHINE_TAG.to_string(),
+                machine_tag(&machine),
+            )]))
+            .await?
+            .into_iter()
+            .find(|m| m.idempotency_key == uid),
+    };
+    let cloud = match found {
+        Some(m) => m,
+        None if status.provider_id.is_some() => {
+            // It was created and is gone: the Cluster controller replaces failed machines.
+            status.phase = Some(MachinePhase::Failed);
+            status.failure_reason = Some("InstanceGone".into());
+            status.failure_message = Some("the provider no longer has the machine".into());
+            set_condition(
+                &mut conditions,
+                "InfrastructureReady",
+                false,
+                "InstanceGone",
+                "the provider machine vanished",
+                generation,
+            );
+            set_condition(
+                &mut conditions,
+                "NodeReady",
+                false,
+                "InstanceGone",
+                "",
+                generation,
+            );
+            status.conditions = Some(conditions);
+            write_status(&api, &*machine, machine.status.as_ref(), status).await?;
+            return Ok(Action::await_change());
+        }
+        None => {
+            let spec = provider_spec(&ctx, &machine, &id, &credentials).await?;
+            ctx.provider.create_machine(&uid, spec).await?
+        }
+    };
+    status.provider_id = Some(cloud.id.clone());
+    status.address = cloud.status.private_ip.map(|ip| ip.to_string());
+    let (phase, infra_ready) = match cloud.status.phase {
+        CloudPhase::Pending => (MachinePhase::Pending, false),
+        CloudPhase::Provisioning => (MachinePhase::Provisioning, false),
+        CloudPhase::Running => (MachinePhase::Running, true),
+        CloudPhase::Failed | CloudPhase::Terminating | CloudPhase::Terminated => {
+            (MachinePhase::Failed, false)
+        }
+    };
+    status.phase = Some(phase);
+    if phase == MachinePhase::Failed {
+        let reason = match cloud.status.reason {
+            Some(MachineReason::SpotInterruption) => "SpotInterruption",
+            Some(MachineReason::ZoneOutage) => "ZoneOutage",
+            Some(MachineReason::ProvisioningFailed) => "ProvisioningFailed",
+            _ => "InstanceTerminated",
+        };
+        status.failure_reason = Some(reason.into());
+        status.failure_message = cloud.status.message.clone();
+    }
+    if let Some(t) = cloud.status.running_at {
+        status.running_since = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t));
+    }
+    set_condition(
+        &mut conditions,
+        "InfrastructureReady",
+        infra_ready,
+        if infra_ready {
+            "Running"
+        } else {
+            phase.as_str()
+        },
+        "",
+        generation,
+    );
+
+    // The node, once the machine runs.
+    let mut node_ready = false;
+    if infra_ready {
+        match node_state(&ctx, &id, &credentials, &name, &machine).await {
+            Ok(Some(ready)) => {
+                node_ready = ready;
+                status.node_name = Some(name.clone());
+                set_condition(
+                    &mut conditions,
+                    "NodeReady",
+                    ready,
+                    if ready {
+                        "KubeletReady"
+                    } else {
+                        "KubeletNotReady"
+                    },
+                    "",
+                    generation,
+                );
+            }
+            Ok(None) => {
+                set_condition(
+                    &mut conditions,
+                    "NodeReady",
+                    false,
+                    "WaitingForNode",
+                    "the node has not registered yet",
+                    generation,
+                );
+            }
+            Err(message) => {
+                set_condition(
+                    &mut conditions,
+                    "NodeReady",
+                    false,
+                    "ClusterUnreachable",
+                    message,
+                    generation,
+                );
+            }
+        }
+    } else {
+        set_condition(
+            &mut conditions,
+            "NodeReady",
+            false,
+            "WaitingForInfrastructure",
+            "",
+            generation,
+        );
+    }
+    set_condition(
+        &mut conditions,
+        "Ready",
+        node_ready,
+        if node_ready { "Ready" } else { "NotReady" },
+        "",
+        generation,
+    );
+    status.conditions = Some(conditions);
+    status.observed_generation = generation;
+    write_status(&api, &*machine, machine.status.as_ref(), status).await?;
+    Ok(if node_ready {
+        Action::requeue(ctx.config.resync)
+    } else if phase == MachinePhase::Failed {
+        Action::await_change()
+    } else {
+        Action::requeue(ctx.config.poll)
+    })
+}
+
+/// What to ask the provider for.
+async fn provider_spec(
+    ctx: &Context,
+    machine: &Machine,
+    id: &str,
+    credentials: &Credentials,
+) -> Result<MachineSpec, Error> {
+    let tags = Tags::from([(CLUSTER_TAG.to_string(), id.to_string())]);
+    let subnet = ctx
+        .provider
+        .list_subnets(&tags)
+        .await?
+        .into_iter()
+        .find(|s| s.spec.zone == machine.spec.zone)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "no subnet of cluster {id} in zone {}",
+                machine.spec.zone
+            ))
+        })?;
+    let lb = ctx
+        .provider
+        .list_load_balancers(&tags)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Invalid(format!("cluster {id} has no load balancer yet")))?;
+    let control_plane = machine.spec.role == MachineRole::ControlPlane;
+    let user_data = render_user_data(&MachineConfig {
+        cluster: id.to_string(),
+        node_name: machine.name_any(),
+        role: if control_plane {
+            Role::ControlPlane
+        } else {
+            Role::Worker
+        },
+        init: control_plane
+            && machine
+                .annotations()
+                .get(INIT_ANNOTATION)
+                .is_some_and(|v| v == "true"),
+        kubernetes_version: machine.spec.version.clone(),
+        control_plane_endpoint: format!("{}:{}", lb.dns_name, lb.spec.port),
+        pod_subnet: "100.64.0.0/16".into(),
+        service_subnet: "10.96.0.0/12".into(),
+        pool: machine.spec.pool.clone(),
+        node_labels: machine.spec.node_labels.clone().unwrap_or_default(),
+        node_taints: machine
+            .spec
+            .node_taints
+            .iter()
+            .flatten()
+            .map(|t| slipway_bootstrap::Taint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: t.effect.as_str().to_string(),
+            })
+            .collect(),
+        admin_token_sha256: control_plane.then(|| credentials.admin_token_sha256.clone()),
+        bootstrap_token: credentials.bootstrap_token.clone(),
+        etcd_version: control_plane.then(|| ETCD_VERSION.to_string()),
+    })?;
+    let mut machine_tags = tags;
+    machine_tags.insert(MACHINE_TAG.to_string(), machine_tag(machine));
+    machine_tags.insert(
+        POOL_TAG.to_string(),
+        machine
+            .spec
+            .pool
+            .clone()
+            .unwrap_or_else(|| "control-plane".to_string()),
+    );
+    Ok(MachineSpec {
+        region: subnet_region(ctx, &machine.spec.zone),
+        zone: machine.spec.zone.clone(),
+        machine_type: machine.spec.machine_type.clone(),
+        capacity_type: match machine.spec.capacity_type {
+            Some(slipway_api::cluster::CapacityType::Spot) => CapacityType::Spot,
+            _ => CapacityType::OnDemand,
+        },
+        subnet_id: subnet.id,
+        image: format!("slipway-node-{}", machine.spec.version),
+        kubelet_version: format!("v{}", machine.spec.version),
+        tags: machine_tags,
+        user_data,
+    })
+}
+
+fn subnet_region(ctx: &Context, zone: &str) -> String {
+    ctx.catalog
+        .zone(zone)
+        .map(|(r, _)| r.name.clone())
+        .unwrap_or_default()
+}
+
+/// Whether the machine's node is Ready (`None`: not registered), and its labels and taints
+/// brought to the Machine's.
+async fn node_state(
+    ctx: &Context,
+    id: &str,
+    credentials: &Credentials,
+    node_name: &str,
+    machine: &Machine,
+) -> Result<Option<bool>, String> {
+    let client = ctx.workloads.get(id, &credentials.kubeconfig).await?;
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let node = match nodes.get_opt(node_name).await {
+        Ok(n) => n,
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some(node) = node else {
+        return Ok(None);
+    };
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    // Labels and taints the pool manages, in place.
+    let labels = node.labels();
+    let wanted = machine.spec.node_labels.clone().unwrap_or_default();
+    let labels_ok = wanted.iter().all(|(k, v)| labels.get(k) == Some(v));
+    let taints: Vec<(String, Option<String>, String)> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|t| (t.key.clone(), t.value.clone(), t.effect.clone()))
+        .collect();
+    let wanted_taints: Vec<(String, Option<String>, String)> = machine
+        .spec
+        .node_taints
+        .iter()
+        .flatten()
+        .map(|t| {
+            (
+                t.key.clone(),
+                t.value.clone(),
+                t.effect.as_str().to_string(),
+            )
+        })
+        .collect();
+    let taints_ok = wanted_taints.iter().all(|t| taints.contains(t));
+    if !labels_ok || !taints_ok {
+        let mut merged: Vec<serde_json::Value> = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| {
+                !wanted_taints
+                    .iter()
+                    .any(|w| w.0 == t.key && w.2 == t.effect)
+            })
+            .map(|t| json!(t))
+            .collect();
+        merged.extend(
+            wanted_taints
+                .iter()
+                .map(|(k, v, e)| json!({"key": k, "value": v, "effect": e})),
+        );
+        let patch = json!({"metadata": {"labels": wanted}, "spec": {"taints": merged}});
+        nodes
+            .patch(
+                node_name,
+                &KubePatchParams::default(),
+                &KubePatch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(ready))
+}
+
+/// Drain the node (unless the whole cluster goes), delete it, delete the provider machine,
+/// wait until it is gone, then let the Machine go.
+async fn delete(machine: &Machine, ctx: &Context, api: &Api<Machine>) -> Result<Action, Error> {
+    if !machine.finalizers().iter().any(|f| f == MACHINE_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let ns = machine.namespace().unwrap_or_default();
+    let name = machine.name_any();
+    let id = identity(&ns, &machine.spec.cluster_name);
+    let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+    let cluster = clusters.get_opt(&machine.spec.cluster_name).await?;
+    let cluster_going = cluster
+        .as_ref()
+        .is_none_or(|c| c.meta().deletion_timestamp.is_some());
+    let mut status = machine.status.clone().unwrap_or_default();
+    if status.phase != Some(MachinePhase::Deleting) {
+        status.phase = Some(MachinePhase::Deleting);
+        write_status(api, machine, machine.status.as_ref(), status.clone()).await?;
+    }
+
+    let running = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "NodeReady" && c.status == ConditionStatus::True);
+    if !cluster_going && running && machine.spec.role == MachineRole::Worker {
+        let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
+        let credentials = secrets
+            .get_opt(&kubeconfig_secret_name(&machine.spec.cluster_name))
+            .await?
+            .as_ref()
+            .and_then(Credentials::from_secret);
+        if let Some(credentials) = credentials {
+            let timeout = cluster
+                .as_ref()
+                .and_then(|c| c.spec.upgrade.as_ref())
+                .and_then(|u| u.drain_timeout.as_deref())
+                .and_then(|d| slipway_api::checks::parse_duration(d).ok())
+                .map_or(Duration::from_secs(1800), Duration::from_secs);
+            let started = machine
+                .annotations()
+                .get(DRAIN_STARTED_ANNOTATION)
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            let Some(started) = started else {
+                api.patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {DRAIN_STARTED_ANNOTATION: now().0.to_string()}}})),
+                )
+                .await?;
+                return Ok(Action::await_change());
+            };
+            let elapsed = jiff::Timestamp::now().duration_since(started);
+            let expired = elapsed.as_secs() >= i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+            if !expired {
+                match drain(ctx, &id, &credentials, &name).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Action::requeue(ctx.config.poll)),
+                    Err(message) => {
+                        tracing::info!(machine = %name, %message, "drain blocked; retrying until the drain timeout");
+                        return Ok(Action::requeue(ctx.config.poll));
+                    }
+                }
+            } else {
+                // Policy when the timeout expires: the machine goes anyway; whatever still
+                // runs there is lost (its controllers recreate it elsewhere).
+                tracing::warn!(machine = %name, timeout = ?timeout, "drain timed out; deleting the machine anyway");
+            }
+            if let Ok(client) = ctx.workloads.get(&id, &credentials.kubeconfig).await {
+                let nodes: kube::Api<Node> = kube::Api::all(client);
+                let _ = nodes.delete(&name, &Default::default()).await;
+            }
+        }
+    }
+
+    // The provider machine, by recorded id and by tag (a create in flight may have landed).
+    let uid = machine.uid().unwrap_or_default();
+    let mut remaining = Vec::new();
+    if let Some(pid) = status.provider_id.as_deref() {
+        match ctx.provider.get_machine(pid).await {
+            Ok(m) => remaining.push(m),
+            Err(ProviderError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for m in ctx
+        .provider
+        .list_machines(&Tags::from([(
+            MACHINE_TAG.to_string(),
+            machine_tag(machine),
+        )]))
+        .await?
+    {
+        if m.idempotency_key == uid && !remaining.iter().any(|r| r.id == m.id) {
+            remaining.push(m);
+        }
+    }
+    let mut waiting = false;
+    for m in remaining {
+        if m.status.phase == CloudPhase::Terminated {
+            continue;
+        }
+        waiting = true;
+        if m.status.phase != CloudPhase::Terminating {
+            match ctx.provider.delete_machine(&m.id).await {
+                Ok(_) | Err(ProviderError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if waiting {
+        return Ok(Action::requeue(ctx.config.poll));
+    }
+    set_finalizer(api, machine, MACHINE_FINALIZER, false).await?;
+    Ok(Action::await_change())
+}
+
+/// Cordon the node and evict its pods; true once nothing but mirror and DaemonSet pods is left.
+async fn drain(
+    ctx: &Context,
+    id: &str,
+    credentials: &Credentials,
+    node_name: &str,
+) -> Result<bool, String> {
+    let client = ctx.workloads.get(id, &credentials.kubeconfig).await?;
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    match nodes
+        .patch(
+            node_name,
+            &KubePatchParams::default(),
+            &KubePatch::Merge(&json!({"spec": {"unschedulable": true}})),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(true),
+        Err(e) => return Err(e.to_string()),
+    }
+    let pods: kube::Api<Pod> = kube::Api::all(client.clone());
+    let on_node = pods
+        .list(&KubeListParams::default().fields(&format!("spec.nodeName={node_name}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut left = 0;
+    for pod in on_node.items {
+        let mirror = pod
+            .annotations()
+            .contains_key("kubernetes.io/config.mirror");
+        let daemon = pod.owner_references().iter().any(|o| o.kind == "DaemonSet");
+        let done = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        if mirror || daemon || done {
+            continue;
+        }
+        left += 1;
+        let ns = pod.namespace().unwrap_or_default();
+        let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), &ns);
+        match api.evict(&pod.name_any(), &EvictParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            // 429: a PodDisruptionBudget forbids it now; try again later.
+            Err(kube::Error::Api(e)) if e.code == 429 => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(left == 0)
+}

@@ -1,0 +1,277 @@
+//! The self-service cluster lifecycle, end to end with the real kubectl against `slipway serve`
+//! and its in-process simulated cloud (zero delay): apply a ~20-line Cluster, wait for Ready,
+//! use the cluster with the kubeconfig from its Secret, resize a pool (to zero and back),
+//! relabel it in place, and delete the cluster without leaving anything in the cloud.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Backend, Server, ok};
+
+const PATIENCE: Duration = Duration::from_secs(120);
+
+const CLUSTER: &str = r#"
+apiVersion: slipway.dev/v1alpha1
+kind: Cluster
+metadata:
+  name: payments
+  namespace: team-a
+spec:
+  version: "1.33.4"
+  infrastructure:
+    provider: sim
+    region: eu-west-1
+    zones: [eu-west-1a, eu-west-1b, eu-west-1c]
+  controlPlane:
+    replicas: 3
+    machineType: m5.large
+  nodePools:
+    - name: general
+      machineType: m5.xlarge
+      replicas: 2
+      minReplicas: 0
+      maxReplicas: 10
+      labels: {workload: general}
+"#;
+
+fn start() -> Server {
+    Server::start_with(
+        Backend::Sqlite,
+        &["--controllers=true", "--time-scale", "0"],
+    )
+}
+
+/// Poll `check` until it returns true; the last output is in the panic message.
+fn eventually(what: &str, check: impl FnMut() -> (bool, String)) {
+    common::wait_for(what, PATIENCE, check);
+}
+
+fn cloud_machines(server: &Server) -> String {
+    ok(Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["sim", "machines", "--data-dir"])
+        .arg(server.data_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run slipway sim machines"))
+}
+
+fn live_cloud_machines(server: &Server) -> usize {
+    cloud_machines(server)
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains("Terminated"))
+        .count()
+}
+
+#[test]
+fn a_cluster_from_one_manifest_to_nothing() {
+    let server = start();
+    server.kubectl_ok(&["create", "namespace", "team-a"]);
+    server.apply(CLUSTER, &[]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "cluster/payments",
+        "-n",
+        "team-a",
+        "--timeout=120s",
+    ]);
+
+    // Machines are visible, labelled and owned by their Cluster.
+    let machines = server.kubectl_ok(&[
+        "get", "machines", "-n", "team-a", "-l", "slipway.dev/cluster=payments", "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.role} {.spec.zone} {.metadata.ownerReferences[0].kind}{\"\\n\"}{end}",
+    ]);
+    let lines: Vec<&str> = machines.lines().collect();
+    assert_eq!(lines.len(), 5, "{machines}");
+    let cp_zones: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" control-plane "))
+        .filter_map(|l| l.split(' ').nth(2))
+        .collect();
+    assert_eq!(
+        cp_zones.len(),
+        3,
+        "control plane spread over three zones: {machines}"
+    );
+    assert!(lines.iter().all(|l| l.ends_with(" Cluster")), "{machines}");
+    let cp = server.kubectl_ok(&[
+        "get",
+        "machines",
+        "-n",
+        "team-a",
+        "-l",
+        "slipway.dev/role=control-plane",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(cp.lines().count(), 3, "{cp}");
+
+    // Status: endpoint, nodes per pool, cost.
+    let status = server.kubectl_ok(&[
+        "get", "cluster", "payments", "-n", "team-a", "-o",
+        "jsonpath={.status.endpoint} {.status.nodePools[0].readyReplicas} {.status.costPerHour} {.status.versions.controlPlane}",
+    ]);
+    let parts: Vec<&str> = status.split(' ').collect();
+    assert!(parts[0].starts_with("https://"), "{status}");
+    assert_eq!(parts[1], "2", "{status}");
+    // 3 x m5.large + 2 x m5.xlarge on demand.
+    assert_eq!(parts[2], "0.672", "{status}");
+    assert_eq!(parts[3], "1.33.4", "{status}");
+
+    // The kubeconfig Secret opens the cluster to kubectl.
+    let kubeconfig_b64 = server.kubectl_ok(&[
+        "get",
+        "secret",
+        "payments-kubeconfig",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.data.value}",
+    ]);
+    let kubeconfig = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        kubeconfig_b64.trim(),
+    )
+    .expect("base64 kubeconfig");
+    let kc_path = server.data_dir().join("payments.kubeconfig");
+    std::fs::write(&kc_path, kubeconfig).expect("write kubeconfig");
+    let workload = |args: &[&str]| {
+        common::kubectl_with(&kc_path, &kc_path.with_extension("cache"), args, None)
+    };
+    let nodes = ok(workload(&["get", "nodes", "-o", "name"]));
+    assert_eq!(nodes.lines().count(), 5, "{nodes}");
+    let general = ok(workload(&[
+        "get",
+        "nodes",
+        "-l",
+        "workload=general",
+        "-o",
+        "name",
+    ]));
+    assert_eq!(general.lines().count(), 2, "{general}");
+
+    // Resize: up, down to zero and back.
+    for size in [4, 0, 1] {
+        server.kubectl_ok(&[
+            "patch",
+            "cluster",
+            "payments",
+            "-n",
+            "team-a",
+            "--type=json",
+            "-p",
+            &format!(
+                r#"[{{"op": "replace", "path": "/spec/nodePools/0/replicas", "value": {size}}}]"#
+            ),
+        ]);
+        eventually(&format!("pool size {size}"), || {
+            let out = workload(&["get", "nodes", "-l", "workload=general", "-o", "name"]);
+            let n = String::from_utf8_lossy(&out.stdout).lines().count();
+            let machines = server.kubectl_ok(&[
+                "get",
+                "machines",
+                "-n",
+                "team-a",
+                "-l",
+                "slipway.dev/pool=general",
+                "-o",
+                "name",
+            ]);
+            (
+                n == size && machines.lines().count() == size,
+                format!("{n} nodes; machines: {machines}"),
+            )
+        });
+    }
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "cluster/payments",
+        "-n",
+        "team-a",
+        "--timeout=120s",
+    ]);
+
+    // New labels reach the node in place: same machine, same node.
+    let before = server.kubectl_ok(&[
+        "get",
+        "machines",
+        "-n",
+        "team-a",
+        "-l",
+        "slipway.dev/pool=general",
+        "-o",
+        "name",
+    ]);
+    server.kubectl_ok(&[
+        "patch", "cluster", "payments", "-n", "team-a", "--type=json", "-p",
+        r#"[{"op": "replace", "path": "/spec/nodePools/0/labels", "value": {"workload": "batch"}}]"#,
+    ]);
+    eventually("relabelled node", || {
+        let out = workload(&["get", "nodes", "-l", "workload=batch", "-o", "name"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.lines().count() == 1, text)
+    });
+    let after = server.kubectl_ok(&[
+        "get",
+        "machines",
+        "-n",
+        "team-a",
+        "-l",
+        "slipway.dev/pool=general",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(before, after, "relabelling must not replace machines");
+
+    // Delete: nothing is left behind.
+    assert!(live_cloud_machines(&server) > 0);
+    server.kubectl_ok(&[
+        "delete",
+        "cluster",
+        "payments",
+        "-n",
+        "team-a",
+        "--timeout=120s",
+    ]);
+    let left = server.kubectl_ok(&["get", "machines,secrets", "-n", "team-a", "-o", "name"]);
+    assert!(left.trim().is_empty(), "left behind: {left}");
+    eventually("an empty cloud", || {
+        let n = live_cloud_machines(&server);
+        (n == 0, cloud_machines(&server))
+    });
+}
+
+/// A manifest the catalog cannot satisfy is kept, and says why in its Ready condition.
+#[test]
+fn an_impossible_cluster_says_why() {
+    let server = start();
+    server.kubectl_ok(&["create", "namespace", "team-b"]);
+    let manifest = CLUSTER
+        .replace("team-a", "team-b")
+        .replace("machineType: m5.xlarge", "machineType: m9.huge");
+    server.apply(&manifest, &[]);
+    eventually("InvalidSpec", || {
+        let out = server.kubectl_ok(&[
+            "get", "cluster", "payments", "-n", "team-b", "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}: {.status.conditions[?(@.type==\"Ready\")].message}",
+        ]);
+        (
+            out.starts_with("InvalidSpec")
+                && out.contains("spec.nodePools[0].machineType")
+                && out.contains("m9.huge"),
+            out,
+        )
+    });
+    server.kubectl_ok(&[
+        "delete",
+        "cluster",
+        "payments",
+        "-n",
+        "team-b",
+        "--timeout=60s",
+    ]);
+}
