@@ -18,6 +18,7 @@
 pub mod builtin;
 pub mod checks;
 pub mod cluster;
+pub mod clusterclass;
 pub mod machine;
 mod resource;
 pub mod schema;
@@ -28,6 +29,7 @@ use slipway_apimachinery::ResourceDef;
 pub fn resources() -> Vec<ResourceDef> {
     vec![
         cluster_resource(),
+        cluster_class_resource(),
         machine_resource(),
         namespace_resource(),
         secret_resource(),
@@ -82,6 +84,11 @@ pub fn pod_disruption_budget_resource() -> ResourceDef {
 /// `slipway.dev/v1alpha1` Cluster.
 pub fn cluster_resource() -> ResourceDef {
     cluster::resource()
+}
+
+/// `slipway.dev/v1alpha1` ClusterClass.
+pub fn cluster_class_resource() -> ResourceDef {
+    clusterclass::resource()
 }
 
 /// `slipway.dev/v1alpha1` Machine.

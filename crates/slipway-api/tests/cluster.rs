@@ -484,7 +484,7 @@ fn invalid_clusters_are_rejected_at_the_exact_field() {
                 )
             },
             vec![("spec.nodePools[0].zones[1]", "FieldValueNotSupported")],
-            "\"eu-west-1c\"",
+            "\"eu-west-1b\"",
         ),
         (
             "pool zone of another region",

@@ -21,7 +21,7 @@ fn prop<'a>(schema: &'a Value, path: &str) -> &'a Value {
 #[test]
 fn every_schema_is_structural_and_inlined() {
     let defs = resources();
-    assert_eq!(defs.len(), 7);
+    assert_eq!(defs.len(), 8);
     for def in &defs {
         let problems = structural_problems(&def.schema);
         assert!(problems.is_empty(), "{}: {problems:#?}", def.kind);
@@ -264,6 +264,17 @@ fn resource_defs_name_the_kinds_like_upstream() {
             s(&["cl"]),
             true,
             true,
+            true,
+        ),
+        (
+            "slipway.dev/v1alpha1".into(),
+            "ClusterClass".into(),
+            "ClusterClassList".into(),
+            "clusterclasses".into(),
+            "clusterclass".into(),
+            s(&["cc"]),
+            false,
+            false,
             true,
         ),
         (

@@ -150,11 +150,18 @@ impl FieldError {
         }
     }
 
+    /// The `details.causes` entry: its message is the error without the field (upstream's
+    /// `ErrorBody`), since clients print `field: message`.
     pub fn to_cause(&self) -> StatusCause {
+        let full = self.to_string();
+        let field = self.field.to_string();
+        let message = full
+            .strip_prefix(&format!("{field}: "))
+            .map_or_else(|| full.clone(), str::to_string);
         StatusCause {
             reason: self.kind.reason().to_string(),
-            message: self.to_string(),
-            field: self.field.to_string(),
+            message,
+            field,
         }
     }
 }

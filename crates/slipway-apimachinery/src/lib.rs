@@ -12,6 +12,7 @@
 //! - [`patch`]: JSON merge patch and JSON patch.
 //! - [`ssa`]: server-side apply and `managedFields`.
 
+pub mod admission;
 pub mod field;
 pub mod jsonpath;
 pub mod meta;
@@ -23,6 +24,7 @@ pub mod ssa;
 pub mod status;
 pub mod table;
 
+pub use admission::{Admission, Lookup};
 pub use field::{FieldError, FieldErrorType, FieldPath};
 pub use resource::{PrinterColumn, ResourceDef, ScaleSubresource, Strategy};
 pub use status::{ApiError, StatusCause};

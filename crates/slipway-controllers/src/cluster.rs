@@ -93,6 +93,27 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         set_finalizer(&clusters, &cluster, CLUSTER_FINALIZER, true).await?;
         return Ok(Action::await_change());
     }
+    // A cluster with a TTL is deleted when it runs out.
+    let mut ttl_left = None;
+    if let Some(ttl) = cluster.spec.ttl.as_deref()
+        && let Ok(secs) = slipway_api::checks::parse_duration(ttl)
+        && let Some(created) = cluster.meta().creation_timestamp.as_ref()
+    {
+        let age = jiff::Timestamp::now().as_second() - created.0.as_second();
+        let left = i64::try_from(secs).unwrap_or(i64::MAX).saturating_sub(age);
+        if left <= 0 {
+            tracing::info!(cluster = %name, namespace = %ns, ttl, "TTL expired; deleting the cluster");
+            match clusters.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(Action::await_change());
+        }
+        ttl_left = Some(std::time::Duration::from_secs(
+            u64::try_from(left).unwrap_or(0),
+        ));
+    }
     let generation = cluster.meta().generation;
     let mut status = cluster.status.clone().unwrap_or_default();
     let mut conditions = status.conditions.take().unwrap_or_default();
@@ -161,17 +182,36 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             generation,
         );
     } else {
-        set_condition(
-            &mut conditions,
-            "RemediationAllowed",
-            true,
-            "Healthy",
-            "",
-            generation,
-        );
+        let mut capped = 0;
         for m in &failed {
+            if !ctx.start_remediation(&format!("{ns}/{}", m.name_any())) {
+                capped += 1;
+                continue;
+            }
             remediating.push(m.name_any());
             delete_machine(&machines_api, m).await?;
+        }
+        if capped > 0 {
+            set_condition(
+                &mut conditions,
+                "RemediationAllowed",
+                false,
+                "FleetRemediationLimit",
+                format!(
+                    "{capped} failed machines wait: {} machines are being replaced fleet-wide",
+                    ctx.config.max_remediating
+                ),
+                generation,
+            );
+        } else {
+            set_condition(
+                &mut conditions,
+                "RemediationAllowed",
+                true,
+                "Healthy",
+                "",
+                generation,
+            );
         }
     }
 
@@ -329,10 +369,10 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     status.conditions = Some(conditions);
     status.observed_generation = generation;
     write_status(&clusters, &*cluster, cluster.status.as_ref(), status).await?;
-    Ok(if ready {
-        Action::await_change()
-    } else {
-        Action::requeue(ctx.config.poll)
+    Ok(match (ready, ttl_left) {
+        (true, None) => Action::await_change(),
+        (true, Some(left)) => Action::requeue(left.min(ctx.config.resync)),
+        (false, _) => Action::requeue(ctx.config.poll),
     })
 }
 

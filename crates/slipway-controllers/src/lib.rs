@@ -19,6 +19,7 @@
 
 pub mod cluster;
 pub mod machine;
+pub mod orphans;
 mod workload;
 
 use std::sync::Arc;
@@ -54,6 +55,15 @@ pub struct LifecycleConfig {
     /// Stop replacing failed machines of a cluster when more than this share of its machines
     /// is unhealthy (a zone outage must not trigger a replacement storm).
     pub max_unhealthy: f64,
+    /// At most this many machines are being replaced for failing, fleet-wide.
+    pub max_remediating: usize,
+    /// When a running machine's node counts as failed.
+    pub health: slipway_lifecycle::health::HealthTimeouts,
+    /// A provider object tagged for a cluster or machine the platform no longer has is
+    /// deleted once it is this old (a create may still be recording it).
+    pub orphan_grace: Duration,
+    /// How often the provider is swept for orphans.
+    pub orphan_sweep: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -63,6 +73,10 @@ impl Default for LifecycleConfig {
             poll: Duration::from_secs(2),
             resync: Duration::from_secs(60),
             max_unhealthy: 0.4,
+            max_remediating: 50,
+            health: slipway_lifecycle::health::HealthTimeouts::default(),
+            orphan_grace: Duration::from_secs(300),
+            orphan_sweep: Duration::from_secs(60),
         }
     }
 }
@@ -74,6 +88,8 @@ pub struct Context {
     pub catalog: Catalog,
     pub workloads: WorkloadClients,
     pub config: LifecycleConfig,
+    /// Machines (`namespace/name`) being replaced for failing, fleet-wide.
+    remediating: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -90,7 +106,32 @@ impl Context {
             catalog,
             workloads: WorkloadClients::default(),
             config,
+            remediating: std::sync::Mutex::new(std::collections::HashSet::new()),
         }))
+    }
+
+    fn remediating(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.remediating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Take a fleet-wide remediation slot for machine `key`; false when all are taken.
+    pub(crate) fn start_remediation(&self, key: &str) -> bool {
+        let mut set = self.remediating();
+        if set.contains(key) {
+            return true;
+        }
+        if set.len() >= self.config.max_remediating {
+            return false;
+        }
+        set.insert(key.to_string());
+        true
+    }
+
+    /// Give back machine `key`'s slot (it is gone).
+    pub(crate) fn end_remediation(&self, key: &str) {
+        self.remediating().remove(key);
     }
 }
 
@@ -133,8 +174,10 @@ pub async fn run(
         Arc::clone(&ctx),
         stop(),
     ));
+    let sweeper = tokio::spawn(orphans::run(Arc::clone(&ctx)));
     shutdown.await;
     let _ = tx.send(true);
+    sweeper.abort();
     let _ = clusters.await;
     let _ = machines.await;
 }

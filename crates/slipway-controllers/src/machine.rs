@@ -229,6 +229,32 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
             generation,
         );
     }
+    // Health: a node that never joined, or stayed NotReady too long, fails the machine.
+    if infra_ready
+        && !node_ready
+        && let Some(running) = cloud.status.running_at
+    {
+        let since = conditions
+            .iter()
+            .find(|c| c.type_ == "NodeReady")
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map_or(running.as_second(), |t| t.0.as_second());
+        let observed = slipway_lifecycle::health::NodeObservation {
+            running_since: running.as_second(),
+            registered: status.node_name.is_some(),
+            ready: false,
+            since,
+        };
+        if let Some((reason, message)) = slipway_lifecycle::health::unhealthy(
+            observed,
+            jiff::Timestamp::now().as_second(),
+            ctx.config.health,
+        ) {
+            status.phase = Some(MachinePhase::Failed);
+            status.failure_reason = Some(reason.to_string());
+            status.failure_message = Some(message);
+        }
+    }
     set_condition(
         &mut conditions,
         "Ready",
@@ -539,6 +565,7 @@ async fn delete(machine: &Machine, ctx: &Context, api: &Api<Machine>) -> Result<
         return Ok(Action::requeue(ctx.config.poll));
     }
     set_finalizer(api, machine, MACHINE_FINALIZER, false).await?;
+    ctx.end_remediation(&machine_tag(machine));
     Ok(Action::await_change())
 }
 

@@ -7,12 +7,19 @@
 //! - [`plan`]: how one group moves toward its desired size: zone-balanced creates and
 //!   deletes, and a rolling replacement of outdated machines within maxSurge/maxUnavailable.
 //! - [`cost`]: what a set of machines costs per hour at catalog prices.
+//! - [`health`]: when a running machine failed its cluster (a node that never joined, or
+//!   stayed NotReady too long).
+//! - [`admission`]: the Cluster admission plugin: ClusterClass defaults and policy, and the
+//!   catalog's refusals, at apply time.
 //!
 //! No I/O, no clock: the controllers in `slipway-controllers` own both.
 
+pub mod admission;
+pub mod health;
 pub mod plan;
 pub mod resolve;
 
+pub use admission::ClusterAdmission;
 pub use plan::{GroupPlan, Limits, Member, plan_group};
 pub use resolve::{Desired, Group, Problem, resolve};
 

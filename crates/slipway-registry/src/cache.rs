@@ -164,6 +164,13 @@ impl WatchCache {
         self.current(&self.read())
     }
 
+    /// The revision of the last change the cache applied (or of its load): unlike
+    /// [`WatchCache::revision`], it does not move with writes under other roots of a shared
+    /// store, so it tells whether this cache's content changed.
+    pub fn content_revision(&self) -> Revision {
+        self.read().revision
+    }
+
     /// Wait until the cache reflects at least `revision`.
     pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> Result<(), ApiError> {
         let mut own = self.progress.subscribe();

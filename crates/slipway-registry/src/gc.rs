@@ -39,7 +39,9 @@ async fn run(registry: Weak<Registry>) {
         if let Ok(current) = reg.store.current_revision().await {
             let _ = reg.cache.wait_for(current, reg.config.cache_wait).await;
         }
-        let revision = reg.cache.revision();
+        // Only a change of this registry's objects calls for a pass (a shared store's other
+        // roots move the revision too).
+        let revision = reg.cache.content_revision();
         if revision != last_seen {
             last_seen = revision;
             if let Err(e) = reg.collect_once().await {

@@ -204,6 +204,8 @@ pub struct RegistryConfig {
     /// Follow the store through this watch, shared with other registries under other roots,
     /// rather than through a watch of the registry's own.
     pub shared_watch: Option<Arc<cache::SharedWatch>>,
+    /// Admission plugins (see [`slipway_apimachinery::admission`]), each for its kind.
+    pub admission: Vec<Arc<dyn slipway_apimachinery::Admission>>,
 }
 
 impl Default for RegistryConfig {
@@ -217,6 +219,7 @@ impl Default for RegistryConfig {
             keys: keys::Keys::default(),
             system_namespaces: vec!["default".to_string()],
             shared_watch: None,
+            admission: Vec::new(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use slipway_apimachinery::{
-    ApiError, FieldError, FieldPath, ResourceDef, meta, patch, schema, ssa,
+    Admission, ApiError, FieldError, FieldPath, Lookup, ResourceDef, meta, patch, schema, ssa,
 };
 use slipway_store::{ListOptions, Revision, StoreError};
 
@@ -736,13 +736,32 @@ impl Registry {
                 &type_errors,
             ));
         }
+        let admission: Vec<&Arc<dyn Admission>> = self
+            .config
+            .admission
+            .iter()
+            .filter(|a| a.group() == def.group && a.kind() == def.kind)
+            .collect();
+        let lookup = CacheLookup { registry: self };
+        let mut errors = Vec::new();
+        for plugin in &admission {
+            errors.extend(plugin.mutate(obj, old, &lookup));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&def.kind, &def.group, &name, &errors));
+        }
         schema::apply_defaults(&def.schema, obj);
         def.strategy.default(obj);
-        let mut errors = meta::validate_metadata(obj, is_namespace(def));
+        errors.extend(meta::validate_metadata(obj, is_namespace(def)));
         errors.extend(ssa::validate_managed_fields(obj));
         if errors.is_empty() {
             errors.extend(schema::validate(&def.schema, obj));
             errors.extend(def.strategy.validate(obj, old));
+        }
+        if errors.is_empty() {
+            for plugin in &admission {
+                errors.extend(plugin.validate(obj, old, &lookup));
+            }
         }
         if !errors.is_empty() {
             return Err(ApiError::invalid(&def.kind, &def.group, &name, &errors));
@@ -1127,4 +1146,25 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiE
         return Err(bad());
     }
     Ok((rev, last.to_string()))
+}
+
+/// Admission plugins read other objects from the watch cache.
+struct CacheLookup<'a> {
+    registry: &'a Registry,
+}
+
+impl Lookup for CacheLookup<'_> {
+    fn get(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<Value>> {
+        let def = self.registry.resource_for_kind(group, kind)?;
+        let ns = if def.namespaced { namespace } else { None };
+        self.registry
+            .cache
+            .get(&self.registry.keys.key(&def, ns, name))
+    }
 }

@@ -65,7 +65,7 @@ pub enum Write {
 fn typed<T: DeserializeOwned>(values: &[Value]) -> Vec<(T, &Value)> {
     values
         .iter()
-        .filter_map(|v| match serde_json::from_value::<T>(v.clone()) {
+        .filter_map(|v| match T::deserialize(v) {
             Ok(t) => Some((t, v)),
             Err(e) => {
                 tracing::warn!(object = %v["metadata"]["name"], error = %e, "simulator cannot read an object; skipped");
@@ -428,6 +428,14 @@ fn disruption_budgets(
 
 /// Every component's writes for one pass, in the order the real components would act.
 pub fn reconcile(s: &Snapshot) -> Vec<Write> {
+    reconcile_with_timers(s).0
+}
+
+/// [`reconcile`], and whether the outcome may change with time alone (a NotReady node whose
+/// pods are evicted after their toleration, a rollout under its progress deadline, pods
+/// waiting out minReadySeconds, disruptions that expire): then the components must look
+/// again soon even if nothing changes; otherwise only a change can give them work.
+pub fn reconcile_with_timers(s: &Snapshot) -> (Vec<Write>, bool) {
     let nodes = typed::<Node>(&s.nodes);
     let pods = typed::<Pod>(&s.pods);
     let rss = typed::<ReplicaSet>(&s.replica_sets);
@@ -438,7 +446,43 @@ pub fn reconcile(s: &Snapshot) -> Vec<Write> {
     writes.extend(schedule(s, &nodes, &pods));
     writes.extend(kubelets(s, &nodes, &pods));
     writes.extend(disruption_budgets(s, &pdbs, &pods));
-    writes
+    let timers = nodes.iter().any(|(n, _)| !node_ready(n))
+        || deps.iter().any(|(d, _)| !deployment_settled(d))
+        || rss.iter().any(|(rs, _)| {
+            rs.spec
+                .as_ref()
+                .and_then(|sp| sp.min_ready_seconds)
+                .unwrap_or(0)
+                > 0
+                && rs.status.as_ref().is_some_and(|st| {
+                    st.available_replicas.unwrap_or(0) != st.ready_replicas.unwrap_or(0)
+                })
+        })
+        || pdbs.iter().any(|(p, _)| {
+            p.status
+                .as_ref()
+                .and_then(|st| st.disrupted_pods.as_ref())
+                .is_some_and(|d| !d.is_empty())
+        });
+    (writes, timers)
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A Deployment whose rollout finished: every replica updated, ready and available.
+fn deployment_settled(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    d.status.as_ref().is_some_and(|st| {
+        st.observed_generation >= d.metadata.generation
+            && st.updated_replicas.unwrap_or(0) == want
+            && st.available_replicas.unwrap_or(0) == want
+            && st.replicas.unwrap_or(0) == want
+    })
 }
 
 #[cfg(test)]

@@ -424,9 +424,13 @@ async fn run_components(registry: Arc<Registry>) {
             }
         }
         let mut changes = futures::stream::select_all(streams);
+        let mut timers = true;
         loop {
             let progressed = match pass(&registry).await {
-                Ok(n) => n > 0,
+                Ok(p) => {
+                    timers = p.timers;
+                    p.writes > 0
+                }
                 Err(e) => {
                     tracing::debug!(error = %e.message, "in-cluster pass failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -438,8 +442,8 @@ async fn run_components(registry: Arc<Registry>) {
                 while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
                 continue;
             }
-            // Idle: wait for a change (or resync now and then; things like time passing).
-            match tokio::time::timeout(Duration::from_secs(30), changes.next()).await {
+            // Idle: wait for a change, or for time to pass when that matters.
+            match tokio::time::timeout(idle_wait(timers), changes.next()).await {
                 Ok(Some(_)) => {
                     while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
                 }
@@ -451,7 +455,7 @@ async fn run_components(registry: Arc<Registry>) {
 }
 
 /// One pass of every in-cluster component; returns how many writes succeeded.
-async fn pass(registry: &Registry) -> Result<usize, ApiError> {
+async fn pass(registry: &Registry) -> Result<Pass, ApiError> {
     let nodes = def(registry, "", "v1", "nodes")?;
     let pods = def(registry, "", "v1", "pods")?;
     let rss = def(registry, "apps", "v1", "replicasets")?;
@@ -476,7 +480,7 @@ async fn pass(registry: &Registry) -> Result<usize, ApiError> {
         pdbs: list(Arc::clone(&pdbs)).await?,
         now: k8s_openapi::jiff::Timestamp::now(),
     };
-    let writes = workloads::reconcile(&snapshot);
+    let (writes, timers) = workloads::reconcile_with_timers(&snapshot);
     let kind_def = |k: Kind| match k {
         Kind::Pod => Arc::clone(&pods),
         Kind::ReplicaSet => Arc::clone(&rss),
@@ -538,7 +542,29 @@ async fn pass(registry: &Registry) -> Result<usize, ApiError> {
             }
         }
     }
-    Ok(done)
+    Ok(Pass {
+        writes: done,
+        timers,
+    })
+}
+
+/// What one pass of the in-cluster components did.
+struct Pass {
+    /// Writes that succeeded.
+    writes: usize,
+    /// The state may change with time alone (see [`workloads::reconcile_with_timers`]).
+    timers: bool,
+}
+
+/// How long idle components wait for a change before looking again: soon while something
+/// depends on time passing, rarely (a safety net) otherwise, so that thousands of settled
+/// clusters cost nothing.
+fn idle_wait(timers: bool) -> Duration {
+    if timers {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(600)
+    }
 }
 
 async fn update(

@@ -46,6 +46,17 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time (user + system) the process used so far, in seconds.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ) to user space.
+    Some(ticks / 100.0)
+}
+
 fn cluster_name(i: usize) -> String {
     format!("bench-{i:04}")
 }
@@ -102,6 +113,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let world_task = world.spawn();
 
     let started = Instant::now();
+    let cpu_start = cpu_seconds().unwrap_or(0.0);
     let built = futures::stream::iter(0..args.clusters)
         .map(|i| {
             let cloud = Arc::clone(&cloud);
@@ -120,15 +132,23 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         per_cluster.push(r?);
         if per_cluster.len() % 100 == 0 || per_cluster.len() == args.clusters {
             println!(
-                "  {:>5} clusters ready after {:.1} s (peak RSS {:.0} MiB)",
+                "  {:>5} clusters ready after {:.1} s (CPU {:.0} s, peak RSS {:.0} MiB)",
                 per_cluster.len(),
                 started.elapsed().as_secs_f64(),
+                cpu_seconds().unwrap_or(0.0) - cpu_start,
                 peak_rss_mib().unwrap_or(0.0)
             );
         }
     }
     let build_time = started.elapsed();
     per_cluster.sort();
+    // What every cluster costs when nothing changes: the process's CPU over a quiet window.
+    let quiet = Duration::from_secs(20);
+    let before = cpu_seconds().unwrap_or(0.0);
+    let revision_before = host.store().current_revision().await?;
+    tokio::time::sleep(quiet).await;
+    let idle_cpu = (cpu_seconds().unwrap_or(0.0) - before) / quiet.as_secs_f64();
+    let idle_writes = host.store().current_revision().await? - revision_before;
     println!("\n== build ==");
     println!(
         "time to build:           {:.1} s ({:.1} clusters/s, {:.0} pods/s)",
@@ -144,6 +164,12 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     println!(
         "peak RSS:                {:.0} MiB",
         peak_rss_mib().unwrap_or(0.0)
+    );
+    println!(
+        "idle CPU once built:     {:.1}% of a core, {} writes ({} s window)",
+        idle_cpu * 100.0,
+        idle_writes,
+        quiet.as_secs()
     );
     let size = std::fs::metadata(dir.path().join("sim/workloads.db"))
         .map(|m| m.len())

@@ -126,7 +126,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.store.data_dir)
         .with_context(|| format!("creating data directory {}", args.store.data_dir.display()))?;
     let store = stores::open(&args.store).await?;
+    let simulator = if args.no_sim {
+        None
+    } else {
+        Some(sim::start(&args.store.data_dir, &args.sim).await?)
+    };
+    // Cluster admission: ClusterClass defaults and policy, and the catalog's refusals.
+    let catalog = match &simulator {
+        Some(s) => Some(
+            slipway_provider::Provider::catalog(&*s.cloud)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the catalog: {e}"))?,
+        ),
+        None => None,
+    };
+    let admission: Vec<std::sync::Arc<dyn slipway_apimachinery::Admission>> =
+        vec![std::sync::Arc::new(
+            slipway_lifecycle::ClusterAdmission::new(catalog),
+        )];
     let config = slipway_registry::RegistryConfig {
+        admission,
         watch_window: args.watch_window,
         compaction_interval: (!args.compaction_interval.is_zero())
             .then_some(args.compaction_interval),
@@ -149,11 +168,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let simulator = if args.no_sim {
-        None
-    } else {
-        Some(sim::start(&args.store.data_dir, &args.sim).await?)
-    };
     eprintln!(
         "Slipway API server listening on https://{}",
         running.local_addr

@@ -30,7 +30,11 @@ fn api_resources(backend: Backend) {
     let ours = server.kubectl_ok(&["api-resources", "--categories", "slipway", "-o", "name"]);
     assert_eq!(
         ours.lines().collect::<Vec<_>>(),
-        ["clusters.slipway.dev", "machines.slipway.dev"]
+        [
+            "clusterclasses.slipway.dev",
+            "clusters.slipway.dev",
+            "machines.slipway.dev"
+        ]
     );
 }
 on_every_backend!(api_resources_lists_every_kind, api_resources);

@@ -275,3 +275,104 @@ fn an_impossible_cluster_says_why() {
         "--timeout=60s",
     ]);
 }
+
+const PRODUCTION: &str = r#"
+apiVersion: slipway.dev/v1alpha1
+kind: ClusterClass
+metadata:
+  name: production
+spec:
+  description: Customer-facing clusters
+  tier: production
+  defaults:
+    version: "1.33.4"
+    controlPlaneReplicas: 3
+    controlPlaneMachineType: m5.large
+    nodePoolMachineType: m5.xlarge
+  policy:
+    allowedVersions: ["1.33", "1.32.5"]
+    allowedMachineTypes: [m5.large, m5.xlarge, m5.2xlarge]
+    controlPlaneReplicas: [3, 5]
+    minZones: 2
+    allowSpot: false
+"#;
+
+/// Bad manifests are refused by `kubectl apply` with the field and the reason; a short one
+/// gets its class's defaults.
+#[test]
+fn bad_manifests_are_refused_at_apply_time() {
+    let server = Server::start(Backend::Sqlite);
+    server.kubectl_ok(&["create", "namespace", "team-c"]);
+    let out = server.apply(PRODUCTION, &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let short = r#"
+apiVersion: slipway.dev/v1alpha1
+kind: Cluster
+metadata: {name: shop, namespace: team-c}
+spec:
+  class: production
+  infrastructure: {region: eu-west-1}
+  nodePools: [{name: general, replicas: 3}]
+"#;
+    let out = server.apply(short, &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let filled = server.kubectl_ok(&[
+        "get", "cluster", "shop", "-n", "team-c", "-o",
+        "jsonpath={.spec.version} {.spec.tier} {.spec.controlPlane.replicas} {.spec.nodePools[0].machineType}",
+    ]);
+    assert_eq!(filled, "1.33.4 production 3 m5.xlarge");
+
+    let refused = |manifest: String, wants: &[&str]| {
+        let out = server.apply(&manifest, &[]);
+        let err = common::stderr(&out);
+        assert!(!out.status.success(), "accepted: {manifest}");
+        for w in wants {
+            assert!(err.contains(w), "{w:?} not in: {err}");
+        }
+    };
+    let with = |spec_lines: &str| {
+        format!(
+            "apiVersion: slipway.dev/v1alpha1\nkind: Cluster\nmetadata: {{name: bad, namespace: team-c}}\nspec:\n{spec_lines}"
+        )
+    };
+    // Policy: a version the class does not allow, one control-plane machine, spot.
+    refused(
+        with(
+            "  class: production\n  version: \"1.31.2\"\n  infrastructure: {region: eu-west-1}\n  controlPlane: {replicas: 1}\n  nodePools: [{name: p, capacityType: spot, replicas: 1}]\n",
+        ),
+        &[
+            "spec.version: Invalid value: \"1.31.2\": not allowed by ClusterClass \"production\"",
+            "spec.controlPlane.replicas",
+            "spec.nodePools[0].capacityType",
+        ],
+    );
+    // A class that does not exist.
+    refused(
+        with("  class: gold\n  version: \"1.33.4\"\n  infrastructure: {region: eu-west-1}\n"),
+        &["spec.class", "no ClusterClass named \"gold\""],
+    );
+    // min > max.
+    refused(
+        with(
+            "  version: \"1.33.4\"\n  infrastructure: {region: eu-west-1}\n  nodePools: [{name: p, replicas: 2, minReplicas: 5, maxReplicas: 3}]\n",
+        ),
+        &["spec.nodePools[0]"],
+    );
+    // What the cloud does not have.
+    refused(
+        with(
+            "  version: \"1.33.4\"\n  infrastructure: {region: eu-west-1, zones: [eu-west-1a, eu-west-1z]}\n  nodePools: [{name: p, machineType: m9.huge, replicas: 1}]\n",
+        ),
+        &[
+            "spec.infrastructure.zones[1]",
+            "unknown zone \"eu-west-1z\"",
+            "spec.nodePools[0].machineType",
+            "unknown machine type \"m9.huge\"",
+        ],
+    );
+    refused(
+        with("  version: \"1.33.4\"\n  infrastructure: {region: mars-1}\n"),
+        &["spec.infrastructure.region", "unknown region"],
+    );
+}

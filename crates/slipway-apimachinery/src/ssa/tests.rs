@@ -1024,12 +1024,19 @@ fn apply_rejects_configurations_upstream_rejects() {
     )
     .unwrap_err()
     .to_api_error();
-    let causes: Vec<&str> = err.causes.iter().map(|c| c.message.as_str()).collect();
+    let causes: Vec<(&str, &str)> = err
+        .causes
+        .iter()
+        .map(|c| (c.field.as_str(), c.message.as_str()))
+        .collect();
     assert_eq!(
         causes,
         [
-            "spec.nodePools[1]: Duplicate value: {\"name\":\"a\"}",
-            "spec.features[1]: Invalid value: {\"y\":1}: associative list without keys has an element that's a map type",
+            ("spec.nodePools[1]", "Duplicate value: {\"name\":\"a\"}"),
+            (
+                "spec.features[1]",
+                "Invalid value: {\"y\":1}: associative list without keys has an element that's a map type"
+            ),
         ]
     );
 }

@@ -289,6 +289,7 @@ spec:
       labels: {{workload: general}}
     - name: gpu
       machineType: g5.2xlarge
+      zones: [eu-west-1a, eu-west-1b]   # eu-west-1c has no GPU machines
       replicas: 0
       maxReplicas: 8
       capacityType: spot

@@ -1,0 +1,118 @@
+//! The orphan sweeper: provider objects tagged for a cluster or machine the platform no longer
+//! has (a crash between a provider call and the write that records it, a cluster deleted while
+//! the controller was down) are deleted once older than a grace period, which covers a create
+//! whose record is still being written.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use slipway_api::cluster::Cluster;
+use slipway_api::machine::Machine;
+use slipway_client::{Api, ListParams};
+use slipway_provider::{CLUSTER_TAG, MACHINE_TAG, ProviderError, Tags};
+
+use crate::{Context, Error, identity};
+
+/// Sweep every `orphan_sweep` until the task is aborted.
+pub async fn run(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(ctx.config.orphan_sweep);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match sweep(&ctx).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "orphan sweep deleted provider objects"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+        }
+    }
+}
+
+/// One sweep; returns how many provider objects it deleted.
+pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
+    let clusters: Api<Cluster> = Api::all(Arc::clone(&ctx.client));
+    let machines: Api<Machine> = Api::all(Arc::clone(&ctx.client));
+    // What the platform has, listed after the provider so that anything created before the
+    // lists is in them.
+    let cloud_machines = ctx.provider.list_machines(&Tags::new()).await?;
+    let lbs = ctx.provider.list_load_balancers(&Tags::new()).await?;
+    let subnets = ctx.provider.list_subnets(&Tags::new()).await?;
+    let networks = ctx.provider.list_networks(&Tags::new()).await?;
+    let known_clusters: HashSet<String> = clusters
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|c| identity(&c.namespace().unwrap_or_default(), &c.name_any()))
+        .collect();
+    let known_machines: HashSet<(String, String)> = machines
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|m| {
+            (
+                format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any()),
+                m.uid().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let now = jiff::Timestamp::now();
+    let grace = i64::try_from(ctx.config.orphan_grace.as_secs()).unwrap_or(i64::MAX);
+    let old = |t: jiff::Timestamp| now.as_second() - t.as_second() >= grace;
+    let gone = |r: Result<(), ProviderError>| match r {
+        Ok(()) | Err(ProviderError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let mut deleted = 0;
+    for m in cloud_machines {
+        if m.status.phase.is_terminal() || !old(m.status.created_at) {
+            continue;
+        }
+        let Some(cluster) = m.spec.tags.get(CLUSTER_TAG) else {
+            continue;
+        };
+        let owned = match m.spec.tags.get(MACHINE_TAG) {
+            Some(key) => known_machines.contains(&(key.clone(), m.idempotency_key.clone())),
+            None => known_clusters.contains(cluster),
+        };
+        if !owned {
+            tracing::info!(machine = %m.id, cluster, "deleting an orphaned provider machine");
+            gone(ctx.provider.delete_machine(&m.id).await.map(|_| ()))?;
+            deleted += 1;
+        }
+    }
+    let orphaned = |tags: &Tags| {
+        tags.get(CLUSTER_TAG)
+            .is_some_and(|c| !known_clusters.contains(c))
+    };
+    for lb in lbs
+        .iter()
+        .filter(|lb| orphaned(&lb.spec.tags) && old(lb.created_at))
+    {
+        gone(ctx.provider.delete_load_balancer(&lb.id).await)?;
+        deleted += 1;
+    }
+    // Subnets and networks go once nothing uses them (machines terminate first).
+    for s in subnets
+        .iter()
+        .filter(|s| orphaned(&s.spec.tags) && old(s.created_at))
+    {
+        match ctx.provider.delete_subnet(&s.id).await {
+            Ok(()) => deleted += 1,
+            Err(ProviderError::NotFound { .. } | ProviderError::InUse { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for n in networks
+        .iter()
+        .filter(|n| orphaned(&n.spec.tags) && old(n.created_at))
+    {
+        match ctx.provider.delete_network(&n.id).await {
+            Ok(()) => deleted += 1,
+            Err(ProviderError::NotFound { .. } | ProviderError::InUse { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,109 @@
+//! Whether a running machine has failed its cluster: a node that never joined in time, or one
+//! that stayed NotReady too long. Times are Unix seconds; the controller owns the clock.
+
+use std::time::Duration;
+
+/// What the Machine controller knows about a running machine's node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeObservation {
+    /// When the provider reported the machine running.
+    pub running_since: i64,
+    /// Whether the node registered.
+    pub registered: bool,
+    /// Whether the node is Ready.
+    pub ready: bool,
+    /// Since when the node has been in its current readiness (the NodeReady condition's
+    /// last transition).
+    pub since: i64,
+}
+
+/// Timeouts of machine health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthTimeouts {
+    /// A node must be Ready this long after its machine runs.
+    pub startup: Duration,
+    /// A node that was Ready may be NotReady this long.
+    pub unhealthy: Duration,
+}
+
+impl Default for HealthTimeouts {
+    fn default() -> Self {
+        Self {
+            startup: Duration::from_secs(600),
+            unhealthy: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a machine failed its health check, if it did.
+pub fn unhealthy(
+    node: NodeObservation,
+    now: i64,
+    timeouts: HealthTimeouts,
+) -> Option<(&'static str, String)> {
+    if node.ready {
+        return None;
+    }
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let running_for = now.saturating_sub(node.running_since);
+    let not_ready_for = now.saturating_sub(node.since);
+    if running_for < secs(timeouts.startup) {
+        return None;
+    }
+    if !node.registered {
+        return Some((
+            "NodeStartupTimeout",
+            format!(
+                "the node did not join within {}s of the machine running",
+                timeouts.startup.as_secs()
+            ),
+        ));
+    }
+    (not_ready_for >= secs(timeouts.unhealthy)).then(|| {
+        (
+            "NodeUnhealthy",
+            format!(
+                "the node has been NotReady for {not_ready_for}s (limit {}s)",
+                timeouts.unhealthy.as_secs()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: HealthTimeouts = HealthTimeouts {
+        startup: Duration::from_secs(600),
+        unhealthy: Duration::from_secs(300),
+    };
+
+    fn node(registered: bool, ready: bool, since: i64) -> NodeObservation {
+        NodeObservation {
+            running_since: 0,
+            registered,
+            ready,
+            since,
+        }
+    }
+
+    #[test]
+    fn table() {
+        let cases = [
+            // (node, now, expected reason)
+            (node(false, false, 0), 599, None),
+            (node(false, false, 0), 600, Some("NodeStartupTimeout")),
+            (node(true, true, 0), 10_000, None),
+            (node(true, false, 0), 599, None),
+            // Registered, went NotReady late: the unhealthy timeout counts from then.
+            (node(true, false, 5_000), 5_299, None),
+            (node(true, false, 5_000), 5_300, Some("NodeUnhealthy")),
+            // Registered but never Ready: after the startup timeout, as long NotReady.
+            (node(true, false, 0), 600, Some("NodeUnhealthy")),
+        ];
+        for (n, now, want) in cases {
+            assert_eq!(unhealthy(n, now, T).map(|(r, _)| r), want, "{n:?} at {now}");
+        }
+    }
+}
