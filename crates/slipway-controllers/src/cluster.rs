@@ -40,6 +40,7 @@ pub fn controller(ctx: Arc<Context>) -> Controller<Cluster> {
         Api::<Machine>::all(Arc::clone(&ctx.client)),
         InformerConfig::default(),
     )
+    .with_metrics(ctx.metrics.clone())
     .with_config(ControllerConfig {
         concurrency: ctx.config.concurrency,
         resync: Some(ctx.config.resync),

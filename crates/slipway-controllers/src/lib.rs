@@ -88,6 +88,8 @@ pub struct Context {
     pub catalog: Catalog,
     pub workloads: WorkloadClients,
     pub config: LifecycleConfig,
+    /// The controllers' Prometheus series (register them where `/metrics` is served).
+    pub metrics: slipway_runtime::Metrics,
     /// Machines (`namespace/name`) being replaced for failing, fleet-wide.
     remediating: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -106,6 +108,7 @@ impl Context {
             catalog,
             workloads: WorkloadClients::default(),
             config,
+            metrics: slipway_runtime::Metrics::new(),
             remediating: std::sync::Mutex::new(std::collections::HashSet::new()),
         }))
     }

@@ -38,6 +38,7 @@ pub fn controller(ctx: Arc<Context>) -> Controller<Machine> {
         Api::all(Arc::clone(&ctx.client)),
         InformerConfig::default(),
     )
+    .with_metrics(ctx.metrics.clone())
     .with_config(ControllerConfig {
         concurrency: ctx.config.concurrency,
         resync: Some(ctx.config.resync),

@@ -24,6 +24,8 @@ enum Scenario {
     Api(ApiArgs),
     /// The simulator at scale: many workload clusters full of pods, built at zero delay.
     Sim(crate::bench_sim::SimArgs),
+    /// The platform's controllers at scale: a fleet of Clusters applied at once, until Ready.
+    Fleet(crate::bench_fleet::FleetArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,6 +48,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Api(a) => api(a).await,
         Scenario::Sim(a) => crate::bench_sim::run(a).await,
+        Scenario::Fleet(a) => crate::bench_fleet::run(a).await,
     }
 }
 

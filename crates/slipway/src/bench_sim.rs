@@ -39,15 +39,55 @@ pub struct SimArgs {
 
 const TOKEN: &str = "bench-admin-token";
 
-fn peak_rss_mib() -> Option<f64> {
+pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
 
+/// A zero-delay simulated cloud with quotas raised for a fleet, its workload host and the
+/// simulator's in-cluster components (not yet spawned), all under `dir`.
+pub(crate) async fn instant_simulator(
+    dir: &std::path::Path,
+) -> anyhow::Result<(Arc<SimCloud>, Arc<WorkloadHost>, Arc<World>)> {
+    let cloud = SimCloud::open(dir, SimConfig::instant())
+        .await
+        .context("opening the simulated cloud")?;
+    // A fleet this size is far above a default account's quota.
+    let regions: Vec<String> = cloud
+        .sim_catalog()
+        .catalog
+        .regions
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    cloud
+        .patch_faults(&FaultsPatch {
+            vcpu_quotas: regions
+                .iter()
+                .map(|r| (r.clone(), Some(u64::MAX / 4)))
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .context("raising quotas")?;
+    let host = WorkloadHost::start(
+        HostConfig {
+            dir: dir.join("sim"),
+            listen: "127.0.0.1:0".parse()?,
+            compaction_interval: Some(Duration::from_secs(60)),
+        },
+        slipway_api::workload_resources(),
+    )
+    .await
+    .context("starting the workload host")?;
+    let world = World::new(Arc::clone(&host), Arc::clone(&cloud));
+    Ok((cloud, host, world))
+}
+
 /// CPU time (user + system) the process used so far, in seconds.
-fn cpu_seconds() -> Option<f64> {
+pub(crate) fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
     let rest = stat.rsplit_once(')')?.1;
@@ -78,38 +118,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             .unwrap_or(1)
     );
     let dir = tempfile::tempdir()?;
-    let cloud = SimCloud::open(dir.path(), SimConfig::instant())
-        .await
-        .context("opening the simulated cloud")?;
-    // A fleet this size is far above a default account's quota.
-    let regions: Vec<String> = cloud
-        .sim_catalog()
-        .catalog
-        .regions
-        .iter()
-        .map(|r| r.name.clone())
-        .collect();
-    cloud
-        .patch_faults(&FaultsPatch {
-            vcpu_quotas: regions
-                .iter()
-                .map(|r| (r.clone(), Some(u64::MAX / 4)))
-                .collect(),
-            ..Default::default()
-        })
-        .await
-        .context("raising quotas")?;
-    let host = WorkloadHost::start(
-        HostConfig {
-            dir: dir.path().join("sim"),
-            listen: "127.0.0.1:0".parse()?,
-            compaction_interval: Some(Duration::from_secs(60)),
-        },
-        slipway_api::workload_resources(),
-    )
-    .await
-    .context("starting the workload host")?;
-    let world = World::new(Arc::clone(&host), Arc::clone(&cloud));
+    let (cloud, host, world) = instant_simulator(dir.path()).await?;
     let world_task = world.spawn();
 
     let started = Instant::now();

@@ -3,6 +3,7 @@
 //! the benchmark scenarios.
 
 mod bench;
+mod bench_fleet;
 mod bench_sim;
 mod sim;
 mod stores;
@@ -196,6 +197,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
             .await
             .context("starting the controllers")?;
+            let mut series = prometheus_client::registry::Registry::default();
+            ctx.metrics.register(&mut series);
+            running.server.metrics.include(std::sync::Arc::new(series));
             eprintln!("  controllers: cluster, machine (provider: sim)");
             Some(tokio::spawn(slipway_controllers::run(
                 ctx,

@@ -1,0 +1,218 @@
+//! `slipway bench fleet`: the platform's controllers at scale. In one process: the platform
+//! registry (SQLite, with Cluster admission), the zero-delay simulated cloud with its workload
+//! clusters, and the Cluster and Machine controllers over the in-process client. A fleet of
+//! Clusters (3 control-plane machines and 2 pools of 3 nodes each) is applied at once; the
+//! scenario prints the time until every one is Ready, reconciles per second, peak memory, and
+//! the CPU the converged fleet costs while nothing changes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use serde_json::json;
+use slipway_api::cluster::Cluster;
+use slipway_client::{Api, Client, InProcess, ListParams, PostParams};
+
+use crate::bench_sim::{cpu_seconds, instant_simulator, peak_rss_mib};
+
+#[derive(clap::Args, Debug)]
+pub struct FleetArgs {
+    /// Clusters in the fleet.
+    #[arg(long, default_value_t = 1000)]
+    clusters: usize,
+    /// Reconciles in flight per controller.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout: u64,
+}
+
+const NAMESPACE: &str = "fleet";
+const REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "ap-southeast-1"];
+
+fn manifest(i: usize, region: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "slipway.dev/v1alpha1",
+        "kind": "Cluster",
+        "metadata": {"name": format!("c{i:05}"), "namespace": NAMESPACE},
+        "spec": {
+            "version": "1.33.4",
+            "infrastructure": {"provider": "sim", "region": region},
+            "controlPlane": {"replicas": 3, "machineType": "m5.large"},
+            "nodePools": [
+                {"name": "general", "machineType": "m5.xlarge", "replicas": 3},
+                {"name": "compute", "machineType": "c5.xlarge", "replicas": 3},
+            ],
+        },
+    })
+}
+
+fn ready(c: &Cluster) -> bool {
+    c.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == "Ready" && c.status == slipway_api::cluster::ConditionStatus::True
+            })
+        })
+}
+
+pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
+    println!(
+        "slipway bench fleet: {} clusters x (3 control-plane + 2 pools x 3 nodes), zero delay",
+        args.clusters
+    );
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let dir = tempfile::tempdir()?;
+    let (cloud, _host, world) = instant_simulator(dir.path()).await?;
+    let world_task = world.spawn();
+    let catalog = slipway_provider::Provider::catalog(&*cloud)
+        .await
+        .map_err(|e| anyhow::anyhow!("catalog: {e}"))?;
+    let regions: Vec<&str> = REGIONS
+        .iter()
+        .copied()
+        .filter(|r| catalog.region(r).is_some())
+        .collect();
+    anyhow::ensure!(!regions.is_empty(), "the catalog has none of {REGIONS:?}");
+    let store: Arc<dyn slipway_store::Store> = Arc::new(
+        slipway_store::sqlite::SqliteStore::open(&dir.path().join("slipway.db"))
+            .context("opening the platform store")?,
+    );
+    let registry = slipway_registry::Registry::start(
+        store,
+        slipway_api::resources(),
+        slipway_registry::RegistryConfig {
+            compaction_interval: Some(Duration::from_secs(60)),
+            admission: vec![Arc::new(slipway_lifecycle::ClusterAdmission::new(Some(
+                catalog,
+            )))],
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("starting the registry: {e}"))?;
+    let client: Arc<dyn Client> =
+        Arc::new(InProcess::new(Arc::clone(&registry)).with_manager(slipway_controllers::MANAGER));
+    let ctx = slipway_controllers::Context::new(
+        Arc::clone(&client),
+        cloud.clone(),
+        slipway_controllers::LifecycleConfig {
+            concurrency: args.concurrency,
+            poll: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let metrics = ctx.metrics.clone();
+    let controllers = tokio::spawn(slipway_controllers::run(
+        Arc::clone(&ctx),
+        std::future::pending(),
+    ));
+
+    let namespaces = client
+        .as_ref()
+        .create(
+            &slipway_client::ApiResource::of::<k8s_openapi::api::core::v1::Namespace>(),
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+            &PostParams::default(),
+        )
+        .await;
+    namespaces.context("creating the namespace")?;
+    let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&client), NAMESPACE);
+    let started = Instant::now();
+    let cpu_start = cpu_seconds().unwrap_or(0.0);
+    let created = futures::stream::iter(0..args.clusters)
+        .map(|i| {
+            let clusters = clusters.clone();
+            let obj = manifest(i, regions[i % regions.len()]);
+            async move {
+                let c: Cluster = serde_json::from_value(obj)?;
+                clusters.create(&PostParams::default(), &c).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    for r in created {
+        r?;
+    }
+    println!(
+        "  applied {} clusters in {:.1} s",
+        args.clusters,
+        started.elapsed().as_secs_f64()
+    );
+    let deadline = started + Duration::from_secs(args.timeout);
+    let mut reported = 0;
+    loop {
+        let list = clusters.list(&ListParams::default()).await?;
+        let n = list.items.iter().filter(|c| ready(c)).count();
+        let tenths = (n * 10 / args.clusters.max(1)).min(10);
+        if tenths > reported {
+            reported = tenths;
+            println!(
+                "  {:>5} clusters Ready after {:.1} s (CPU {:.0} s, peak RSS {:.0} MiB)",
+                n,
+                started.elapsed().as_secs_f64(),
+                cpu_seconds().unwrap_or(0.0) - cpu_start,
+                peak_rss_mib().unwrap_or(0.0)
+            );
+        }
+        if n == args.clusters {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {n} of {} clusters Ready after {} s",
+            args.clusters,
+            args.timeout
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let converged = started.elapsed();
+    let reconciles: u64 = ["cluster", "machine"]
+        .iter()
+        .flat_map(|c| ["success", "error"].map(|r| metrics.reconciles(c, r)))
+        .sum();
+    let machines = cloud.list_all().len();
+    // A converged fleet should cost next to nothing while nothing changes.
+    let quiet = Duration::from_secs(30);
+    let before = cpu_seconds().unwrap_or(0.0);
+    tokio::time::sleep(quiet).await;
+    let idle = (cpu_seconds().unwrap_or(0.0) - before) / quiet.as_secs_f64();
+
+    println!("\n== fleet ==");
+    println!(
+        "all {} clusters Ready:    {:.1} s ({} provider machines)",
+        args.clusters,
+        converged.as_secs_f64(),
+        machines
+    );
+    println!(
+        "reconciles:              {} ({:.0}/s)",
+        reconciles,
+        reconciles as f64 / converged.as_secs_f64()
+    );
+    println!(
+        "peak RSS:                {:.0} MiB",
+        peak_rss_mib().unwrap_or(0.0)
+    );
+    println!(
+        "idle CPU once converged: {:.1}% of a core ({} s window)",
+        idle * 100.0,
+        quiet.as_secs()
+    );
+    controllers.abort();
+    world_task.abort();
+    Ok(())
+}
