@@ -245,37 +245,6 @@ fn a_cluster_from_one_manifest_to_nothing() {
     });
 }
 
-/// A manifest the catalog cannot satisfy is kept, and says why in its Ready condition.
-#[test]
-fn an_impossible_cluster_says_why() {
-    let server = start();
-    server.kubectl_ok(&["create", "namespace", "team-b"]);
-    let manifest = CLUSTER
-        .replace("team-a", "team-b")
-        .replace("machineType: m5.xlarge", "machineType: m9.huge");
-    server.apply(&manifest, &[]);
-    eventually("InvalidSpec", || {
-        let out = server.kubectl_ok(&[
-            "get", "cluster", "payments", "-n", "team-b", "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}: {.status.conditions[?(@.type==\"Ready\")].message}",
-        ]);
-        (
-            out.starts_with("InvalidSpec")
-                && out.contains("spec.nodePools[0].machineType")
-                && out.contains("m9.huge"),
-            out,
-        )
-    });
-    server.kubectl_ok(&[
-        "delete",
-        "cluster",
-        "payments",
-        "-n",
-        "team-b",
-        "--timeout=60s",
-    ]);
-}
-
 const PRODUCTION: &str = r#"
 apiVersion: slipway.dev/v1alpha1
 kind: ClusterClass
