@@ -123,10 +123,7 @@ pub struct ClassPolicy {
 pub fn resource() -> ResourceDef {
     resource::from_crd(ClusterClass::crd(), true, |schema| {
         Arc::new(ClassStrategy {
-            spec_schema: schema
-                .pointer("/properties/spec")
-                .cloned()
-                .unwrap_or(Value::Null),
+            spec_schema: schema::property(schema, "spec"),
         })
     })
 }

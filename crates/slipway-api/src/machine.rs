@@ -160,10 +160,7 @@ pub struct MachineStatus {
 pub fn resource() -> ResourceDef {
     resource::from_crd(Machine::crd(), true, |schema| {
         Arc::new(MachineStrategy {
-            spec_schema: schema
-                .pointer("/properties/spec")
-                .cloned()
-                .unwrap_or(Value::Null),
+            spec_schema: schema::property(schema, "spec"),
         })
     })
 }

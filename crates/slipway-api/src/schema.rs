@@ -19,6 +19,15 @@ const API_VERSION_DESCRIPTION: &str = "APIVersion defines the versioned schema o
 const KIND_DESCRIPTION: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 const METADATA_DESCRIPTION: &str = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
+/// The schema of property `name` of an object schema (`Null` when it has none), what a
+/// kind's strategy checks `spec` or `status` against before decoding it.
+pub(crate) fn property(object_schema: &Value, name: &str) -> Value {
+    object_schema
+        .pointer(&format!("/properties/{name}"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// The schema of `T` as schemars renders it for OpenAPI 3, with kube-rs' structural rewrites,
 /// then made structural by [`normalize`].
 pub(crate) fn generate<T: JsonSchema>() -> Value {

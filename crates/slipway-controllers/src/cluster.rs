@@ -19,13 +19,13 @@ use slipway_client::{Api, DeleteParams, ListParams, Patch, PatchParams, PostPara
 use slipway_lifecycle::plan::Amount;
 use slipway_lifecycle::{Desired, Group, Limits, Member, plan_group, resolve};
 use slipway_provider::{
-    CLUSTER_TAG, LoadBalancer, LoadBalancerScheme, LoadBalancerSpec, NetworkSpec, ProviderError,
-    Subnet, SubnetSpec, Tags,
+    CLUSTER_TAG, LoadBalancer, LoadBalancerScheme, LoadBalancerSpec, NetworkSpec, Subnet,
+    SubnetSpec, Tags,
 };
-use slipway_runtime::{Action, Controller, ControllerConfig, InformerConfig};
+use slipway_runtime::{Action, Controller, InformerConfig};
 
 use crate::{
-    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, TEMPLATE_LABEL, identity, is_true,
+    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, TEMPLATE_LABEL, deleted, identity, is_true,
     set_condition, set_finalizer, write_status,
 };
 
@@ -41,11 +41,7 @@ pub fn controller(ctx: Arc<Context>) -> Controller<Cluster> {
         InformerConfig::default(),
     )
     .with_metrics(ctx.metrics.clone())
-    .with_config(ControllerConfig {
-        concurrency: ctx.config.concurrency,
-        resync: Some(ctx.config.resync),
-        ..ControllerConfig::default()
-    })
+    .with_config(ctx.controller_config())
 }
 
 /// After an error: the key's backoff.
@@ -147,14 +143,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     ensure_credentials(&ctx, &cluster, &lb).await?;
 
     let machines_api: Api<Machine> = Api::namespaced(Arc::clone(&ctx.client), &ns);
-    let uid = cluster.uid().unwrap_or_default();
-    let machines: Vec<Machine> = machines_api
-        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
-        .await?
-        .items
-        .into_iter()
-        .filter(|m| owned_by(m, &uid))
-        .collect();
+    let machines = owned_machines(&machines_api, &cluster).await?;
 
     // Failed machines are replaced, unless so much of the cluster is failing that replacing
     // would only churn (a zone outage): then they stay until it recovers or a person acts.
@@ -375,6 +364,19 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         (true, Some(left)) => Action::requeue(left.min(ctx.config.resync)),
         (false, _) => Action::requeue(ctx.config.poll),
     })
+}
+
+/// The Machines `cluster` controls (labelled with its name and owned by its uid: a Cluster
+/// recreated under the same name does not adopt its predecessor's).
+async fn owned_machines(api: &Api<Machine>, cluster: &Cluster) -> Result<Vec<Machine>, Error> {
+    let uid = cluster.uid().unwrap_or_default();
+    Ok(api
+        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={}", cluster.name_any())))
+        .await?
+        .items
+        .into_iter()
+        .filter(|m| owned_by(m, &uid))
+        .collect())
 }
 
 fn owned_by(m: &Machine, uid: &str) -> bool {
@@ -753,14 +755,7 @@ async fn delete(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let machines_api: Api<Machine> = Api::namespaced(Arc::clone(&ctx.client), &ns);
-    let uid = cluster.uid().unwrap_or_default();
-    let machines: Vec<Machine> = machines_api
-        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
-        .await?
-        .items
-        .into_iter()
-        .filter(|m| owned_by(m, &uid))
-        .collect();
+    let machines = owned_machines(&machines_api, cluster).await?;
     if !machines.is_empty() {
         for m in machines
             .iter()
@@ -773,18 +768,14 @@ async fn delete(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     let id = identity(&ns, &name);
     let tags = Tags::from([(CLUSTER_TAG.to_string(), id.clone())]);
     let p = &ctx.provider;
-    let gone = |r: Result<(), ProviderError>| match r {
-        Ok(()) | Err(ProviderError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    };
     for lb in p.list_load_balancers(&tags).await? {
-        gone(p.delete_load_balancer(&lb.id).await)?;
+        deleted(p.delete_load_balancer(&lb.id).await)?;
     }
     for subnet in p.list_subnets(&tags).await? {
-        gone(p.delete_subnet(&subnet.id).await)?;
+        deleted(p.delete_subnet(&subnet.id).await)?;
     }
     for network in p.list_networks(&tags).await? {
-        gone(p.delete_network(&network.id).await)?;
+        deleted(p.delete_network(&network.id).await)?;
     }
     ctx.workloads.forget(&id);
     let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);

@@ -132,6 +132,15 @@ impl Context {
         true
     }
 
+    /// The runtime tunables every controller of this context runs with.
+    pub(crate) fn controller_config(&self) -> slipway_runtime::ControllerConfig {
+        slipway_runtime::ControllerConfig {
+            concurrency: self.config.concurrency,
+            resync: Some(self.config.resync),
+            ..slipway_runtime::ControllerConfig::default()
+        }
+    }
+
     /// Give back machine `key`'s slot (it is gone).
     pub(crate) fn end_remediation(&self, key: &str) {
         self.remediating().remove(key);
@@ -256,6 +265,16 @@ where
     )
     .await?;
     Ok(())
+}
+
+/// A provider delete that found nothing to delete succeeded.
+pub(crate) fn deleted(
+    r: Result<(), slipway_provider::ProviderError>,
+) -> Result<(), slipway_provider::ProviderError> {
+    match r {
+        Ok(()) | Err(slipway_provider::ProviderError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Set condition `type_` in `conditions`, keeping its transition time unless the status

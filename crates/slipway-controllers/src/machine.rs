@@ -18,7 +18,7 @@ use slipway_provider::{
     CLUSTER_TAG, CapacityType, MACHINE_TAG, MachinePhase as CloudPhase, MachineReason, MachineSpec,
     POOL_TAG, ProviderError, Tags,
 };
-use slipway_runtime::{Action, Controller, ControllerConfig, InformerConfig};
+use slipway_runtime::{Action, Controller, InformerConfig};
 
 use crate::cluster::{Credentials, kubeconfig_secret_name};
 use crate::{
@@ -39,11 +39,7 @@ pub fn controller(ctx: Arc<Context>) -> Controller<Machine> {
         InformerConfig::default(),
     )
     .with_metrics(ctx.metrics.clone())
-    .with_config(ControllerConfig {
-        concurrency: ctx.config.concurrency,
-        resync: Some(ctx.config.resync),
-        ..ControllerConfig::default()
-    })
+    .with_config(ctx.controller_config())
 }
 
 /// After an error: the key's backoff.

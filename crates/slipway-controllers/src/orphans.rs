@@ -12,7 +12,7 @@ use slipway_api::machine::Machine;
 use slipway_client::{Api, ListParams};
 use slipway_provider::{CLUSTER_TAG, MACHINE_TAG, ProviderError, Tags};
 
-use crate::{Context, Error, identity};
+use crate::{Context, Error, deleted, identity};
 
 /// Sweep every `orphan_sweep` until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
@@ -60,11 +60,7 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let now = jiff::Timestamp::now();
     let grace = i64::try_from(ctx.config.orphan_grace.as_secs()).unwrap_or(i64::MAX);
     let old = |t: jiff::Timestamp| now.as_second() - t.as_second() >= grace;
-    let gone = |r: Result<(), ProviderError>| match r {
-        Ok(()) | Err(ProviderError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    };
-    let mut deleted = 0;
+    let mut count = 0;
     for m in cloud_machines {
         if m.status.phase.is_terminal() || !old(m.status.created_at) {
             continue;
@@ -78,8 +74,8 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
         };
         if !owned {
             tracing::info!(machine = %m.id, cluster, "deleting an orphaned provider machine");
-            gone(ctx.provider.delete_machine(&m.id).await.map(|_| ()))?;
-            deleted += 1;
+            deleted(ctx.provider.delete_machine(&m.id).await.map(|_| ()))?;
+            count += 1;
         }
     }
     let orphaned = |tags: &Tags| {
@@ -90,8 +86,8 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
         .iter()
         .filter(|lb| orphaned(&lb.spec.tags) && old(lb.created_at))
     {
-        gone(ctx.provider.delete_load_balancer(&lb.id).await)?;
-        deleted += 1;
+        deleted(ctx.provider.delete_load_balancer(&lb.id).await)?;
+        count += 1;
     }
     // Subnets and networks go once nothing uses them (machines terminate first).
     for s in subnets
@@ -99,7 +95,7 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
         .filter(|s| orphaned(&s.spec.tags) && old(s.created_at))
     {
         match ctx.provider.delete_subnet(&s.id).await {
-            Ok(()) => deleted += 1,
+            Ok(()) => count += 1,
             Err(ProviderError::NotFound { .. } | ProviderError::InUse { .. }) => {}
             Err(e) => return Err(e.into()),
         }
@@ -109,10 +105,10 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
         .filter(|n| orphaned(&n.spec.tags) && old(n.created_at))
     {
         match ctx.provider.delete_network(&n.id).await {
-            Ok(()) => deleted += 1,
+            Ok(()) => count += 1,
             Err(ProviderError::NotFound { .. } | ProviderError::InUse { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(deleted)
+    Ok(count)
 }

@@ -41,12 +41,7 @@ impl ClusterStrategy {
     /// A strategy that checks `spec` and `status` against the parts of `object_schema` (the
     /// kind's full schema) before decoding them.
     pub fn new(object_schema: &Value) -> Self {
-        let part = |name: &str| {
-            object_schema
-                .pointer(&format!("/properties/{name}"))
-                .cloned()
-                .unwrap_or(Value::Null)
-        };
+        let part = |name: &str| schema::property(object_schema, name);
         Self {
             spec_schema: part("spec"),
             status_schema: part("status"),
