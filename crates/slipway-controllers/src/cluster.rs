@@ -22,8 +22,9 @@ use slipway_provider::{
     CLUSTER_TAG, LoadBalancer, LoadBalancerScheme, LoadBalancerSpec, NetworkSpec, Subnet,
     SubnetSpec, Tags,
 };
-use slipway_runtime::{Action, Controller, InformerConfig};
+use slipway_runtime::{Action, Controller, Informer, InformerConfig};
 
+use crate::expectations::Seen;
 use crate::{
     CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, TEMPLATE_LABEL, deleted, identity, is_true,
     set_condition, set_finalizer, write_status,
@@ -31,15 +32,18 @@ use crate::{
 
 /// The Cluster controller, reconciling a Cluster when it or one of its Machines changes.
 pub fn controller(ctx: Arc<Context>) -> Controller<Cluster> {
+    let machines = Informer::new(
+        Api::<Machine>::all(Arc::clone(&ctx.client)),
+        InformerConfig::default(),
+    );
+    // The first controller built for this context feeds its cache to the reconciles.
+    let _ = ctx.machines.set(machines.store());
     Controller::new(
         "cluster",
         Api::all(Arc::clone(&ctx.client)),
         InformerConfig::default(),
     )
-    .owns(
-        Api::<Machine>::all(Arc::clone(&ctx.client)),
-        InformerConfig::default(),
-    )
+    .owns_informer(machines)
     .with_metrics(ctx.metrics.clone())
     .with_config(ctx.controller_config())
 }
@@ -143,7 +147,11 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     ensure_credentials(&ctx, &cluster, &lb).await?;
 
     let machines_api: Api<Machine> = Api::namespaced(Arc::clone(&ctx.client), &ns);
-    let machines = owned_machines(&machines_api, &cluster).await?;
+    let Some(machines) = owned_machines(&ctx, &machines_api, &cluster).await? else {
+        // The cache does not show this controller's last writes yet; their events requeue.
+        return Ok(Action::requeue(ctx.config.poll));
+    };
+    let uid = cluster.uid().unwrap_or_default();
 
     // Failed machines are replaced, unless so much of the cluster is failing that replacing
     // would only churn (a zone outage): then they stay until it recovers or a person acts.
@@ -180,6 +188,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             }
             remediating.push(m.name_any());
             delete_machine(&machines_api, m).await?;
+            ctx.expectations.deleted(&uid, &m.name_any());
         }
         if capped > 0 {
             set_condition(
@@ -250,11 +259,14 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         }
         converging |= !plan.is_empty();
         for zone in &plan.create {
-            create_machine(&machines_api, &cluster, &desired, group, zone, init).await?;
+            let created =
+                create_machine(&machines_api, &cluster, &desired, group, zone, init).await?;
+            ctx.expectations.created(&uid, &created);
         }
         for victim in &plan.delete {
             if let Some((m, _)) = members.iter().find(|(m, _)| &m.name_any() == victim) {
                 delete_machine(&machines_api, m).await?;
+                ctx.expectations.deleted(&uid, victim);
             }
         }
         // Labels and taints follow the pool in place.
@@ -366,17 +378,36 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     })
 }
 
-/// The Machines `cluster` controls (labelled with its name and owned by its uid: a Cluster
-/// recreated under the same name does not adopt its predecessor's).
-async fn owned_machines(api: &Api<Machine>, cluster: &Cluster) -> Result<Vec<Machine>, Error> {
+/// The Machines `cluster` controls (owned by its uid: a Cluster recreated under the same name
+/// does not adopt its predecessor's). Read from the controller's cache when it has one, and
+/// `None` while that cache does not show every create and delete made for the cluster yet.
+async fn owned_machines(
+    ctx: &Context,
+    api: &Api<Machine>,
+    cluster: &Cluster,
+) -> Result<Option<Vec<Machine>>, Error> {
     let uid = cluster.uid().unwrap_or_default();
-    Ok(api
-        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={}", cluster.name_any())))
-        .await?
-        .items
-        .into_iter()
-        .filter(|m| owned_by(m, &uid))
-        .collect())
+    if let Some(cache) = ctx.machines.get().filter(|c| c.has_synced()) {
+        let machines: Vec<Machine> = cache
+            .controlled_by(&uid)
+            .iter()
+            .map(|m| Machine::clone(m))
+            .collect();
+        let seen = |name: &str| match machines.iter().find(|m| m.name_any() == name) {
+            None => Seen::Absent,
+            Some(m) if m.meta().deletion_timestamp.is_some() => Seen::Deleting,
+            Some(_) => Seen::Present,
+        };
+        return Ok(ctx.expectations.satisfied(&uid, seen).then_some(machines));
+    }
+    Ok(Some(
+        api.list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={}", cluster.name_any())))
+            .await?
+            .items
+            .into_iter()
+            .filter(|m| owned_by(m, &uid))
+            .collect(),
+    ))
 }
 
 fn owned_by(m: &Machine, uid: &str) -> bool {
@@ -452,7 +483,7 @@ async fn create_machine(
     group: &Group,
     zone: &str,
     init: bool,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let name = cluster.name_any();
     let mut labels = BTreeMap::from([
         (CLUSTER_LABEL.to_string(), name.clone()),
@@ -501,8 +532,8 @@ async fn create_machine(
         }]),
         ..ObjectMeta::default()
     };
-    api.create(&PostParams::default(), &machine).await?;
-    Ok(())
+    let created = api.create(&PostParams::default(), &machine).await?;
+    Ok(created.name_any())
 }
 
 async fn delete_machine(api: &Api<Machine>, m: &Machine) -> Result<(), Error> {
@@ -755,13 +786,17 @@ async fn delete(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let machines_api: Api<Machine> = Api::namespaced(Arc::clone(&ctx.client), &ns);
-    let machines = owned_machines(&machines_api, cluster).await?;
+    let uid = cluster.uid().unwrap_or_default();
+    let Some(machines) = owned_machines(ctx, &machines_api, cluster).await? else {
+        return Ok(Action::requeue(ctx.config.poll));
+    };
     if !machines.is_empty() {
         for m in machines
             .iter()
             .filter(|m| m.meta().deletion_timestamp.is_none())
         {
             delete_machine(&machines_api, m).await?;
+            ctx.expectations.deleted(&uid, &m.name_any());
         }
         return Ok(Action::requeue(ctx.config.poll));
     }
@@ -778,6 +813,7 @@ async fn delete(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
         deleted(p.delete_network(&network.id).await)?;
     }
     ctx.workloads.forget(&id);
+    ctx.expectations.forget(&uid);
     let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
     match secrets
         .delete(&kubeconfig_secret_name(&name), &DeleteParams::default())

@@ -18,6 +18,7 @@
 //! idempotency key before anything is created).
 
 pub mod cluster;
+pub mod expectations;
 pub mod machine;
 pub mod orphans;
 mod workload;
@@ -92,6 +93,10 @@ pub struct Context {
     pub metrics: slipway_runtime::Metrics,
     /// Machines (`namespace/name`) being replaced for failing, fleet-wide.
     remediating: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The Cluster controller's cache of Machines (set when it is built).
+    pub(crate) machines: std::sync::OnceLock<slipway_runtime::Store<slipway_api::machine::Machine>>,
+    /// Machine creates and deletes the Cluster controller made that its cache may not show yet.
+    pub(crate) expectations: expectations::Expectations,
 }
 
 impl Context {
@@ -110,6 +115,8 @@ impl Context {
             config,
             metrics: slipway_runtime::Metrics::new(),
             remediating: std::sync::Mutex::new(std::collections::HashSet::new()),
+            machines: std::sync::OnceLock::new(),
+            expectations: expectations::Expectations::new(Duration::from_secs(60)),
         }))
     }
 

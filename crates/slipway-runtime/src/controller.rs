@@ -173,16 +173,26 @@ where
     /// Reconcile the owner when an object of kind `C` it controls changes: `C`'s
     /// `ownerReferences` entry with `controller: true` and `K`'s apiVersion and kind names it
     /// (in the child's namespace).
-    pub fn owns<C>(mut self, api: Api<C>, informer: InformerConfig) -> Self
+    pub fn owns<C>(self, api: Api<C>, informer: InformerConfig) -> Self
+    where
+        C: kube::Resource + Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.owns_informer(Informer::new(api, informer))
+    }
+
+    /// [`Controller::owns`] through an informer the caller built, so that the reconcile
+    /// function can read the owned objects from its store (e.g. with
+    /// [`Store::controlled_by`](crate::reflector::Store::controlled_by)) instead of listing
+    /// them from the server.
+    pub fn owns_informer<C>(mut self, informer: Informer<C>) -> Self
     where
         C: kube::Resource + Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let api_version = K::api_version(&()).into_owned();
         let kind = K::kind(&()).into_owned();
-        self.sources
-            .push(source(Informer::new(api, informer), move |child: &C| {
-                owner_keys(child.meta(), &api_version, &kind)
-            }));
+        self.sources.push(source(informer, move |child: &C| {
+            owner_keys(child.meta(), &api_version, &kind)
+        }));
         self
     }
 

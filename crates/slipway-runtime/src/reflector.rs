@@ -6,7 +6,7 @@
 //! that version is gone (410) it lists again; other errors back off exponentially. Every
 //! change is also sent to the subscribers ([`Informer::subscribe`]) as an [`Event`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -20,16 +20,71 @@ use tokio::sync::{mpsc, watch};
 use crate::ObjectKey;
 use crate::queue::Backoff;
 
+/// The cached objects, and the keys of those each controlling owner (by uid) has.
+struct Cache<K> {
+    objects: HashMap<ObjectKey, Arc<K>>,
+    by_owner: HashMap<String, HashSet<ObjectKey>>,
+}
+
+impl<K> Default for Cache<K> {
+    fn default() -> Self {
+        Self {
+            objects: HashMap::new(),
+            by_owner: HashMap::new(),
+        }
+    }
+}
+
+/// The uid of `obj`'s controlling owner.
+fn controller_uid<K: kube::Resource>(obj: &K) -> Option<&str> {
+    obj.meta()
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+impl<K: kube::Resource> Cache<K> {
+    fn insert(&mut self, obj: Arc<K>) {
+        let key = ObjectKey::of(&*obj);
+        let owner = controller_uid(&*obj).map(str::to_string);
+        if let Some(old) = self.objects.insert(key.clone(), obj) {
+            self.unindex(&old, &key);
+        }
+        if let Some(owner) = owner {
+            self.by_owner.entry(owner).or_default().insert(key);
+        }
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        if let Some(old) = self.objects.remove(key) {
+            self.unindex(&old, key);
+        }
+    }
+
+    fn unindex(&mut self, old: &K, key: &ObjectKey) {
+        if let Some(owner) = controller_uid(old)
+            && let Some(keys) = self.by_owner.get_mut(owner)
+        {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_owner.remove(owner);
+            }
+        }
+    }
+}
+
 /// The cache: objects by namespace/name, readable from many tasks at once.
 pub struct Store<K> {
-    objects: Arc<RwLock<HashMap<ObjectKey, Arc<K>>>>,
+    cache: Arc<RwLock<Cache<K>>>,
     synced: watch::Receiver<bool>,
 }
 
 impl<K> Clone for Store<K> {
     fn clone(&self) -> Self {
         Self {
-            objects: Arc::clone(&self.objects),
+            cache: Arc::clone(&self.cache),
             synced: self.synced.clone(),
         }
     }
@@ -44,31 +99,37 @@ impl<K> std::fmt::Debug for Store<K> {
 }
 
 impl<K> Store<K> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache<K>> {
+        self.cache.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The cached object.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<K>> {
-        self.objects
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned()
+        self.read().objects.get(key).cloned()
     }
 
     /// Every cached object.
     pub fn state(&self) -> Vec<Arc<K>> {
-        self.objects
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
+        self.read().objects.values().cloned().collect()
+    }
+
+    /// The cached objects whose controlling owner (the `ownerReferences` entry with
+    /// `controller: true`) has uid `owner_uid`; found through an index, so this costs what it
+    /// returns however large the cache is.
+    pub fn controlled_by(&self, owner_uid: &str) -> Vec<Arc<K>> {
+        let cache = self.read();
+        cache
+            .by_owner
+            .get(owner_uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| cache.objects.get(key).cloned())
             .collect()
     }
 
     /// How many objects are cached.
     pub fn len(&self) -> usize {
-        self.objects
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.read().objects.len()
     }
 
     /// True when nothing is cached.
@@ -143,7 +204,7 @@ impl Default for InformerConfig {
 pub struct Informer<K> {
     api: Api<K>,
     config: InformerConfig,
-    objects: Arc<RwLock<HashMap<ObjectKey, Arc<K>>>>,
+    cache: Arc<RwLock<Cache<K>>>,
     synced_tx: watch::Sender<bool>,
     synced_rx: watch::Receiver<bool>,
     subscribers: Vec<mpsc::UnboundedSender<Event<K>>>,
@@ -160,7 +221,7 @@ where
         Self {
             api,
             config,
-            objects: Arc::default(),
+            cache: Arc::new(RwLock::new(Cache::default())),
             synced_tx,
             synced_rx,
             subscribers: Vec::new(),
@@ -171,7 +232,7 @@ where
     /// A reader of the cache.
     pub fn store(&self) -> Store<K> {
         Store {
-            objects: Arc::clone(&self.objects),
+            cache: Arc::clone(&self.cache),
             synced: self.synced_rx.clone(),
         }
     }
@@ -192,8 +253,8 @@ where
         self.subscribers.retain(|s| s.send(event.clone()).is_ok());
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ObjectKey, Arc<K>>> {
-        self.objects.write().unwrap_or_else(PoisonError::into_inner)
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache<K>> {
+        self.cache.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// List everything and replace the cache; returns the list's resourceVersion.
@@ -213,17 +274,24 @@ where
                 None => break page.resource_version,
             }
         };
-        let fresh: HashMap<ObjectKey, Arc<K>> = items
-            .into_iter()
-            .map(|k| (ObjectKey::of(&k), Arc::new(k)))
-            .collect();
-        let old = std::mem::replace(&mut *self.write(), fresh.clone());
-        for (key, obj) in old {
-            if !fresh.contains_key(&key) {
-                self.send(Event::Deleted(obj));
-            }
+        let mut fresh = Cache::default();
+        for k in items {
+            fresh.insert(Arc::new(k));
         }
-        for obj in fresh.into_values() {
+        let applied: Vec<Arc<K>> = fresh.objects.values().cloned().collect();
+        let gone: Vec<Arc<K>> = {
+            let mut cache = self.write();
+            let old = std::mem::replace(&mut *cache, fresh);
+            old.objects
+                .into_iter()
+                .filter(|(key, _)| !cache.objects.contains_key(key))
+                .map(|(_, obj)| obj)
+                .collect()
+        };
+        for obj in gone {
+            self.send(Event::Deleted(obj));
+        }
+        for obj in applied {
             self.send(Event::Applied(obj));
         }
         self.lists.fetch_add(1, Ordering::SeqCst);
@@ -293,7 +361,7 @@ where
                         last = v;
                     }
                     let k = Arc::new(k);
-                    self.write().insert(ObjectKey::of(&*k), Arc::clone(&k));
+                    self.write().insert(Arc::clone(&k));
                     self.send(Event::Applied(k));
                 }
                 Ok(WatchEventOf::Deleted(k)) => {

@@ -108,6 +108,105 @@ async fn informer_relists_after_gone() {
     task.abort();
 }
 
+fn owned(name: &str, owner_uid: &str, controller: bool) -> ConfigMap {
+    let mut c = cm(name, &[("app", "owned")]);
+    c.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "owner".into(),
+        uid: owner_uid.into(),
+        controller: Some(controller),
+        block_owner_deletion: None,
+    }]);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_finds_objects_by_controlling_owner_through_changes_and_relists() {
+    let f = in_process().await;
+    let api = Api::<ConfigMap>::namespaced(Arc::clone(&f.client), "default");
+    // Real owners, or the garbage collector removes what they own.
+    let mut uids = HashMap::new();
+    for owner in ["owner-a", "owner-b", "owner-c"] {
+        let created = api
+            .create(&PostParams::default(), &cm(owner, &[]))
+            .await
+            .expect("create owner");
+        uids.insert(owner, created.metadata.uid.expect("uid"));
+    }
+    let (uid_a, uid_b, uid_c) = (&uids["owner-a"], &uids["owner-b"], &uids["owner-c"]);
+    for c in [
+        owned("a1", uid_a, true),
+        owned("a2", uid_a, true),
+        owned("b1", uid_b, true),
+        // Owned but not controlled: not in the index.
+        owned("a3", uid_a, false),
+    ] {
+        api.create(&PostParams::default(), &c)
+            .await
+            .expect("create");
+    }
+    let informer = Informer::new(
+        api.clone(),
+        InformerConfig {
+            label_selector: Some("app=owned".into()),
+            watch_timeout: Duration::from_secs(1),
+            bookmarks: false,
+            ..InformerConfig::default()
+        },
+    );
+    let store = informer.store();
+    let lists = informer.list_counter();
+    let task = tokio::spawn(informer.run());
+    tokio::time::timeout(TIMEOUT, store.wait_synced())
+        .await
+        .expect("synced");
+    let names = |uid: &str| {
+        let mut n: Vec<String> = store
+            .controlled_by(uid)
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(uid_a), ["a1", "a2"]);
+    assert_eq!(names(uid_b), ["b1"]);
+    assert!(names(uid_c).is_empty());
+
+    // A change of controller moves the object; a delete removes it.
+    let mut a2 = api.get("a2").await.expect("get");
+    a2.metadata.owner_references = owned("a2", uid_b, true).metadata.owner_references;
+    api.replace("a2", &PostParams::default(), &a2)
+        .await
+        .expect("replace");
+    api.delete("a1", &Default::default()).await.expect("delete");
+    eventually("the index follows the watch", async || {
+        names(uid_a).is_empty() && names(uid_b) == ["a2", "b1"]
+    })
+    .await;
+
+    // A relist (after 410) rebuilds the index from what the server has.
+    api.delete("b1", &Default::default()).await.expect("delete");
+    // A write the informer does not see moves the store past its last version.
+    api.create(&PostParams::default(), &cm("unwatched", &[]))
+        .await
+        .expect("create unwatched");
+    let rv: i64 = api
+        .list(&ListParams::default().labels("none=none"))
+        .await
+        .expect("list")
+        .resource_version
+        .parse()
+        .expect("numeric rv");
+    f.registry.compact(rv).await.expect("compact");
+    eventually("the index after a relist", async || {
+        lists.load(Ordering::SeqCst) >= 2 && names(uid_b) == ["a2"]
+    })
+    .await;
+    task.abort();
+}
+
 /// Counts reconciles per key and reports each one.
 struct Recorder {
     counts: Mutex<HashMap<ObjectKey, usize>>,

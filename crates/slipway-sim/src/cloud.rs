@@ -21,6 +21,8 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::tagindex::TagIndex;
 use serde::{Deserialize, Serialize};
 use slipway_provider::{
     CLUSTER_TAG, CapacityType, Catalog, LoadBalancer, LoadBalancerSpec, Machine, MachinePatch,
@@ -128,6 +130,11 @@ struct State {
     subnets: BTreeMap<String, SubnetState>,
     lbs: BTreeMap<String, LoadBalancer>,
     machines: BTreeMap<String, MachineRecord>,
+    /// Resources by tag, one index per kind.
+    network_tags: TagIndex,
+    subnet_tags: TagIndex,
+    lb_tags: TagIndex,
+    machine_tags: TagIndex,
     /// Idempotency key -> machine id.
     keys: HashMap<String, String>,
     rng: StdRng,
@@ -310,6 +317,10 @@ impl SimCloud {
             subnets: BTreeMap::new(),
             lbs: BTreeMap::new(),
             machines: BTreeMap::new(),
+            network_tags: TagIndex::default(),
+            subnet_tags: TagIndex::default(),
+            lb_tags: TagIndex::default(),
+            machine_tags: TagIndex::default(),
             keys: HashMap::new(),
             rng,
             dirty: BTreeSet::new(),
@@ -335,9 +346,11 @@ impl SimCloud {
                 state.faults = serde_json::from_slice(&kv.value).map_err(corrupt)?;
             } else if rest.starts_with("networks/") {
                 let n: Network = serde_json::from_slice(&kv.value).map_err(corrupt)?;
+                state.network_tags.add(&n.spec.tags, &n.id);
                 state.networks.insert(n.id.clone(), n);
             } else if rest.starts_with("subnets/") {
                 let s: StoredSubnet = serde_json::from_slice(&kv.value).map_err(corrupt)?;
+                state.subnet_tags.add(&s.spec.tags, &s.id);
                 state.subnets.insert(
                     s.id.clone(),
                     SubnetState {
@@ -347,9 +360,11 @@ impl SimCloud {
                 );
             } else if rest.starts_with("lbs/") {
                 let lb: LoadBalancer = serde_json::from_slice(&kv.value).map_err(corrupt)?;
+                state.lb_tags.add(&lb.spec.tags, &lb.id);
                 state.lbs.insert(lb.id.clone(), lb);
             } else if rest.starts_with("machines/") {
                 let m: MachineRecord = serde_json::from_slice(&kv.value).map_err(corrupt)?;
+                state.machine_tags.add(&m.machine.spec.tags, &m.machine.id);
                 state.machines.insert(m.machine.id.clone(), m);
             } else {
                 tracing::warn!(key = %kv.key, "sim cloud: ignoring an unknown key");
@@ -883,6 +898,7 @@ fn purge(st: &mut State, id: &str) {
         return;
     };
     set_deadline(&mut st.deadlines, &mut rec, None);
+    st.machine_tags.remove(&rec.machine.spec.tags, id);
     if st
         .keys
         .get(&rec.machine.idempotency_key)
@@ -1045,6 +1061,7 @@ impl Provider for SimCloud {
                 created_at: Timestamp::now(),
             };
             st.dirty.insert(network_key(&n.id));
+            st.network_tags.add(&n.spec.tags, &n.id);
             st.networks.insert(n.id.clone(), n.clone());
             Ok(n)
         })
@@ -1062,10 +1079,11 @@ impl Provider for SimCloud {
 
     async fn list_networks(&self, selector: &Tags) -> Result<Vec<Network>> {
         self.admit()?;
-        Ok(self
-            .lock()
-            .networks
-            .values()
+        let st = self.lock();
+        Ok(st
+            .network_tags
+            .candidates(&st.networks, selector)
+            .into_iter()
             .filter(|n| tags_match(&n.spec.tags, selector))
             .cloned()
             .collect())
@@ -1084,7 +1102,9 @@ impl Provider for SimCloud {
                     reason: format!("subnet {} is in it", s.stored.id),
                 });
             }
-            st.networks.remove(id);
+            if let Some(n) = st.networks.remove(id) {
+                st.network_tags.remove(&n.spec.tags, id);
+            }
             st.dirty.insert(network_key(id));
             Ok(())
         })
@@ -1164,6 +1184,7 @@ impl Provider for SimCloud {
             };
             let view = s.view();
             st.dirty.insert(subnet_key(&view.id));
+            st.subnet_tags.add(&view.spec.tags, &view.id);
             st.subnets.insert(view.id.clone(), s);
             Ok(view)
         })
@@ -1181,10 +1202,11 @@ impl Provider for SimCloud {
 
     async fn list_subnets(&self, selector: &Tags) -> Result<Vec<Subnet>> {
         self.admit()?;
-        Ok(self
-            .lock()
-            .subnets
-            .values()
+        let st = self.lock();
+        Ok(st
+            .subnet_tags
+            .candidates(&st.subnets, selector)
+            .into_iter()
             .filter(|s| tags_match(&s.stored.spec.tags, selector))
             .map(SubnetState::view)
             .collect())
@@ -1216,7 +1238,9 @@ impl Provider for SimCloud {
                     reason: format!("load balancer {} uses it", lb.id),
                 });
             }
-            st.subnets.remove(id);
+            if let Some(s) = st.subnets.remove(id) {
+                st.subnet_tags.remove(&s.stored.spec.tags, id);
+            }
             st.dirty.insert(subnet_key(id));
             Ok(())
         })
@@ -1297,6 +1321,7 @@ impl Provider for SimCloud {
                 ca_pem: None,
             };
             st.dirty.insert(lb_key(&lb.id));
+            st.lb_tags.add(&lb.spec.tags, &lb.id);
             st.lbs.insert(lb.id.clone(), lb.clone());
             Ok(lb)
         })
@@ -1313,22 +1338,25 @@ impl Provider for SimCloud {
 
     async fn list_load_balancers(&self, selector: &Tags) -> Result<Vec<LoadBalancer>> {
         self.admit()?;
-        let lbs: Vec<LoadBalancer> = self
-            .lock()
-            .lbs
-            .values()
-            .filter(|lb| tags_match(&lb.spec.tags, selector))
-            .cloned()
-            .collect();
+        let lbs: Vec<LoadBalancer> = {
+            let st = self.lock();
+            st.lb_tags
+                .candidates(&st.lbs, selector)
+                .into_iter()
+                .filter(|lb| tags_match(&lb.spec.tags, selector))
+                .cloned()
+                .collect()
+        };
         Ok(lbs.into_iter().map(|lb| self.present(lb)).collect())
     }
 
     async fn delete_load_balancer(&self, id: &str) -> Result<()> {
         self.admit()?;
         self.mutate(|st, _| {
-            if st.lbs.remove(id).is_none() {
+            let Some(lb) = st.lbs.remove(id) else {
                 return Err(ProviderError::not_found(ResourceKind::LoadBalancer, id));
-            }
+            };
+            st.lb_tags.remove(&lb.spec.tags, id);
             st.dirty.insert(lb_key(id));
             Ok(())
         })
@@ -1435,6 +1463,7 @@ impl Provider for SimCloud {
             };
             set_deadline(&mut st.deadlines, &mut rec, Some(due));
             st.account(&machine.spec, true);
+            st.machine_tags.add(&machine.spec.tags, &id);
             st.machines.insert(id.clone(), rec);
             st.keys.insert(idempotency_key.to_string(), id.clone());
             st.dirty.insert(machine_key(&id));
@@ -1458,10 +1487,11 @@ impl Provider for SimCloud {
 
     async fn list_machines(&self, selector: &Tags) -> Result<Vec<Machine>> {
         self.admit()?;
-        Ok(self
-            .lock()
-            .machines
-            .values()
+        let st = self.lock();
+        Ok(st
+            .machine_tags
+            .candidates(&st.machines, selector)
+            .into_iter()
             .filter(|r| tags_match(&r.machine.spec.tags, selector))
             .map(|r| r.machine.clone())
             .collect())

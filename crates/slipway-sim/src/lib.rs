@@ -39,6 +39,7 @@ pub mod config;
 pub mod faults;
 pub mod http;
 mod lifecycle;
+mod tagindex;
 
 pub use catalog::SimCatalog;
 pub use client::HttpProvider;

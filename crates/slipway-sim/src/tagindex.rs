@@ -1,0 +1,102 @@
+//! An index from tag to the ids of the resources carrying it, so that a list by tag (what the
+//! controllers do on every reconcile: "the machines of cluster X") costs what it returns, not
+//! the size of the cloud.
+//!
+//! Tags never change after a resource is created, so the index is kept by adding an id when
+//! its resource is created or loaded and removing it when the resource is forgotten.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use slipway_provider::Tags;
+
+#[derive(Debug, Default)]
+pub(crate) struct TagIndex {
+    ids: HashMap<(String, String), BTreeSet<String>>,
+}
+
+impl TagIndex {
+    /// Record that resource `id` carries `tags`.
+    pub(crate) fn add(&mut self, tags: &Tags, id: &str) {
+        for (k, v) in tags {
+            self.ids
+                .entry((k.clone(), v.clone()))
+                .or_default()
+                .insert(id.to_string());
+        }
+    }
+
+    /// Forget resource `id`, which carried `tags`.
+    pub(crate) fn remove(&mut self, tags: &Tags, id: &str) {
+        for (k, v) in tags {
+            let key = (k.clone(), v.clone());
+            if let Some(set) = self.ids.get_mut(&key) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.ids.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The resources of `all` that may match `selector` (every one when it is empty; callers
+    /// still check every tag of the selector), in id order.
+    pub(crate) fn candidates<'a, T>(
+        &self,
+        all: &'a BTreeMap<String, T>,
+        selector: &Tags,
+    ) -> Vec<&'a T> {
+        let narrowest = selector
+            .iter()
+            .map(|(k, v)| self.ids.get(&(k.clone(), v.clone())))
+            .min_by_key(|set| set.map_or(0, BTreeSet::len));
+        match narrowest {
+            None => all.values().collect(),
+            Some(None) => Vec::new(),
+            Some(Some(ids)) => ids.iter().filter_map(|id| all.get(id)).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn narrows_to_the_tagged_and_forgets_the_removed() {
+        let mut index = TagIndex::default();
+        let mut all = BTreeMap::new();
+        for (id, t) in [
+            ("a", tags(&[("cluster", "x"), ("machine", "1")])),
+            ("b", tags(&[("cluster", "x"), ("machine", "2")])),
+            ("c", tags(&[("cluster", "y")])),
+        ] {
+            index.add(&t, id);
+            all.insert(id.to_string(), t);
+        }
+        let ids = |index: &TagIndex, all: &BTreeMap<String, Tags>, sel: &Tags| {
+            index
+                .candidates(all, sel)
+                .into_iter()
+                .filter(|t| slipway_provider::tags_match(t, sel))
+                .count()
+        };
+        assert_eq!(ids(&index, &all, &tags(&[("cluster", "x")])), 2);
+        assert_eq!(
+            ids(&index, &all, &tags(&[("cluster", "x"), ("machine", "2")])),
+            1
+        );
+        assert_eq!(ids(&index, &all, &tags(&[("cluster", "z")])), 0);
+        assert_eq!(ids(&index, &all, &Tags::new()), 3);
+        let gone = all.remove("a").expect("present");
+        index.remove(&gone, "a");
+        assert_eq!(ids(&index, &all, &tags(&[("cluster", "x")])), 1);
+        assert!(!index.ids.contains_key(&("machine".into(), "1".into())));
+    }
+}
