@@ -19,6 +19,7 @@ pub mod builtin;
 pub mod checks;
 pub mod cluster;
 pub mod clusterclass;
+pub mod ipam;
 pub mod machine;
 mod resource;
 pub mod schema;
@@ -31,6 +32,8 @@ pub fn resources() -> Vec<ResourceDef> {
         cluster_resource(),
         cluster_class_resource(),
         machine_resource(),
+        ip_pool_resource(),
+        ip_address_resource(),
         namespace_resource(),
         secret_resource(),
         config_map_resource(),
@@ -94,6 +97,16 @@ pub fn cluster_class_resource() -> ResourceDef {
 /// `slipway.dev/v1alpha1` Machine.
 pub fn machine_resource() -> ResourceDef {
     machine::resource()
+}
+
+/// `slipway.dev/v1alpha1` IPPool.
+pub fn ip_pool_resource() -> ResourceDef {
+    ipam::pool_resource()
+}
+
+/// `slipway.dev/v1alpha1` IPAddress.
+pub fn ip_address_resource() -> ResourceDef {
+    ipam::address_resource()
 }
 
 /// core `v1` Namespace.

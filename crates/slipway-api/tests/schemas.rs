@@ -21,7 +21,7 @@ fn prop<'a>(schema: &'a Value, path: &str) -> &'a Value {
 #[test]
 fn every_schema_is_structural_and_inlined() {
     let defs = resources();
-    assert_eq!(defs.len(), 8);
+    assert_eq!(defs.len(), 10);
     for def in &defs {
         let problems = structural_problems(&def.schema);
         assert!(problems.is_empty(), "{}: {problems:#?}", def.kind);
@@ -286,6 +286,28 @@ fn resource_defs_name_the_kinds_like_upstream() {
             s(&["ma"]),
             true,
             true,
+            true,
+        ),
+        (
+            "slipway.dev/v1alpha1".into(),
+            "IPPool".into(),
+            "IPPoolList".into(),
+            "ippools".into(),
+            "ippool".into(),
+            s(&["ipp"]),
+            false,
+            true,
+            true,
+        ),
+        (
+            "slipway.dev/v1alpha1".into(),
+            "IPAddress".into(),
+            "IPAddressList".into(),
+            "ipaddresses".into(),
+            "ipaddress".into(),
+            s(&["ipa"]),
+            false,
+            false,
             true,
         ),
         (

@@ -24,6 +24,7 @@ use slipway_provider::{
 };
 use slipway_runtime::{Action, Controller, Informer, InformerConfig};
 
+use crate::events::{self, Kind};
 use crate::expectations::Seen;
 use crate::{
     CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, TEMPLATE_LABEL, deleted, identity, is_true,
@@ -62,6 +63,7 @@ pub fn kubeconfig_secret_name(cluster: &str) -> String {
 /// What a cluster's machines are bootstrapped with, kept in the kubeconfig Secret.
 pub(crate) struct Credentials {
     pub kubeconfig: String,
+    pub admin_token: String,
     pub admin_token_sha256: String,
     pub bootstrap_token: String,
 }
@@ -77,6 +79,7 @@ impl Credentials {
         Some(Self {
             kubeconfig: text("value")?,
             admin_token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
+            admin_token: token,
             bootstrap_token: text("bootstrap-token")?,
         })
     }
@@ -104,6 +107,14 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         let left = i64::try_from(secs).unwrap_or(i64::MAX).saturating_sub(age);
         if left <= 0 {
             tracing::info!(cluster = %name, namespace = %ns, ttl, "TTL expired; deleting the cluster");
+            events::record(
+                &ctx,
+                &*cluster,
+                Kind::Normal,
+                "TTLExpired",
+                format!("its TTL of {ttl} ran out: deleting the cluster"),
+            )
+            .await;
             match clusters.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
@@ -157,6 +168,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     // would only churn (a zone outage): then they stay until it recovers or a person acts.
     let live = machines
         .iter()
+        .map(|m| &**m)
         .filter(|m| m.meta().deletion_timestamp.is_none());
     let failed: Vec<&Machine> = live
         .clone()
@@ -167,6 +179,20 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     #[allow(clippy::cast_precision_loss)]
     let failing_share = failed.len() as f64 / total as f64;
     if !failed.is_empty() && failing_share > ctx.config.max_unhealthy {
+        if condition_reason(&cluster, "RemediationAllowed") != Some("TooManyUnhealthy") {
+            events::record(
+                &ctx,
+                &*cluster,
+                Kind::Warning,
+                "RemediationBlocked",
+                format!(
+                    "{} of {total} machines failed: not replacing them until fewer than {:.0}% are unhealthy",
+                    failed.len(),
+                    ctx.config.max_unhealthy * 100.0
+                ),
+            )
+            .await;
+        }
         set_condition(
             &mut conditions,
             "RemediationAllowed",
@@ -188,6 +214,19 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             }
             remediating.push(m.name_any());
             delete_machine(&machines_api, m).await?;
+            let why = m.status.as_ref().and_then(|s| s.failure_reason.clone());
+            events::record(
+                &ctx,
+                &*cluster,
+                Kind::Warning,
+                "ReplacingMachine",
+                format!(
+                    "machine {} failed ({}): replacing it",
+                    m.name_any(),
+                    why.as_deref().unwrap_or("unknown")
+                ),
+            )
+            .await;
             ctx.expectations.deleted(&uid, &m.name_any());
         }
         if capped > 0 {
@@ -225,6 +264,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     for group in desired.groups() {
         let members: Vec<(&Machine, Member)> = machines
             .iter()
+            .map(|m| &**m)
             .filter(|m| in_group(m, group))
             .map(|m| (m, member(m, &remediating)))
             .collect();
@@ -354,8 +394,21 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         generation,
     );
     let ready = summary.control_plane_ready && pools_ready && !converging;
+    // A machine that cannot get an address names the pool that ran out.
+    let exhausted = machines
+        .iter()
+        .filter(|m| m.meta().deletion_timestamp.is_none())
+        .flat_map(|m| m.status.iter().flat_map(|s| s.conditions.iter().flatten()))
+        .find(|c| {
+            c.type_ == "AddressAllocated"
+                && c.status == slipway_api::cluster::ConditionStatus::False
+                && c.reason.as_deref() == Some("IPPoolExhausted")
+        })
+        .map(|c| c.message.clone().unwrap_or_default());
     let (reason, message) = if ready {
         ("Ready", String::new())
+    } else if let Some(message) = exhausted {
+        ("IPPoolExhausted", message)
     } else if !summary.control_plane_ready {
         (
             "WaitingForControlPlane",
@@ -367,6 +420,35 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             format!("node pools converging: {}", waiting.join(", ")),
         )
     };
+    let was_ready = is_true(
+        cluster.status.as_ref().and_then(|s| s.conditions.as_ref()),
+        "Ready",
+    );
+    if ready != was_ready {
+        let (kind, event) = if ready {
+            (Kind::Normal, "ClusterReady")
+        } else {
+            (Kind::Warning, reason)
+        };
+        let text = if ready {
+            format!(
+                "control plane and every node pool are ready ({} nodes)",
+                summary.ready_nodes
+            )
+        } else {
+            message.clone()
+        };
+        // A cluster that was never Ready is not news; one that stops being Ready is.
+        if ready
+            || cluster
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some()
+        {
+            events::record(&ctx, &*cluster, kind, event, text).await;
+        }
+    }
     set_condition(&mut conditions, "Ready", ready, reason, message, generation);
     status.conditions = Some(conditions);
     status.observed_generation = generation;
@@ -385,14 +467,10 @@ async fn owned_machines(
     ctx: &Context,
     api: &Api<Machine>,
     cluster: &Cluster,
-) -> Result<Option<Vec<Machine>>, Error> {
+) -> Result<Option<Vec<Arc<Machine>>>, Error> {
     let uid = cluster.uid().unwrap_or_default();
     if let Some(cache) = ctx.machines.get().filter(|c| c.has_synced()) {
-        let machines: Vec<Machine> = cache
-            .controlled_by(&uid)
-            .iter()
-            .map(|m| Machine::clone(m))
-            .collect();
+        let machines = cache.controlled_by(&uid);
         let seen = |name: &str| match machines.iter().find(|m| m.name_any() == name) {
             None => Seen::Absent,
             Some(m) if m.meta().deletion_timestamp.is_some() => Seen::Deleting,
@@ -406,8 +484,22 @@ async fn owned_machines(
             .items
             .into_iter()
             .filter(|m| owned_by(m, &uid))
+            .map(Arc::new)
             .collect(),
     ))
+}
+
+/// The reason of condition `type_` in the cluster's recorded status.
+fn condition_reason<'a>(cluster: &'a Cluster, type_: &str) -> Option<&'a str> {
+    cluster
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)?
+        .reason
+        .as_deref()
 }
 
 fn owned_by(m: &Machine, uid: &str) -> bool {
@@ -636,12 +728,35 @@ async fn ensure_credentials(
     let name = cluster.name_any();
     let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
     let secret_name = kubeconfig_secret_name(&name);
-    if let Some(secret) = secrets.get_opt(&secret_name).await? {
-        return Credentials::from_secret(&secret).ok_or_else(|| {
+    if let Some(mut secret) = secrets.get_opt(&secret_name).await? {
+        let credentials = Credentials::from_secret(&secret).ok_or_else(|| {
             Error::Invalid(format!(
                 "Secret {ns}/{secret_name} lacks value, token or bootstrap-token"
             ))
-        });
+        })?;
+        // The load balancer's address or CA changed (a new listener, a rotated CA): the
+        // kubeconfig follows it, with the same credentials.
+        let endpoint = lb.endpoint();
+        let ca = lb.ca_pem.as_deref().unwrap_or_default();
+        let current = slipway_apiserver::pki::render_kubeconfig(
+            &format!("{ns}-{name}"),
+            &endpoint,
+            ca,
+            "admin",
+            &credentials.admin_token,
+        );
+        if credentials.kubeconfig != current {
+            tracing::info!(cluster = %name, namespace = %ns, %endpoint, "the API endpoint changed; rewriting the kubeconfig");
+            if let Some(data) = secret.data.as_mut() {
+                data.insert("value".to_string(), ByteString(current.into_bytes()));
+            }
+            let stored = secrets
+                .replace(&secret_name, &PostParams::default(), &secret)
+                .await?;
+            return Credentials::from_secret(&stored)
+                .ok_or_else(|| Error::Invalid("kubeconfig Secret unreadable".into()));
+        }
+        return Ok(credentials);
     }
     let token = format!(
         "{}{}",
@@ -708,9 +823,10 @@ struct Summary {
     cost: f64,
 }
 
-fn summarize(desired: &Desired, machines: &[Machine], ctx: &Context) -> Summary {
+fn summarize(desired: &Desired, machines: &[Arc<Machine>], ctx: &Context) -> Summary {
     let live: Vec<&Machine> = machines
         .iter()
+        .map(|m| &**m)
         .filter(|m| m.meta().deletion_timestamp.is_none())
         .collect();
     let healthy = |m: &Machine| {

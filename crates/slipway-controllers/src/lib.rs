@@ -18,7 +18,9 @@
 //! idempotency key before anything is created).
 
 pub mod cluster;
+pub mod events;
 pub mod expectations;
+pub mod ipam;
 pub mod machine;
 pub mod orphans;
 mod workload;
@@ -193,12 +195,19 @@ pub async fn run(
         Arc::clone(&ctx),
         stop(),
     ));
+    let pools = tokio::spawn(ipam::controller(Arc::clone(&ctx)).run(
+        ipam::reconcile,
+        ipam::error_policy,
+        Arc::clone(&ctx),
+        stop(),
+    ));
     let sweeper = tokio::spawn(orphans::run(Arc::clone(&ctx)));
     shutdown.await;
     let _ = tx.send(true);
     sweeper.abort();
     let _ = clusters.await;
     let _ = machines.await;
+    let _ = pools.await;
 }
 
 /// Write `obj`'s finalizers with `finalizer` added (`add`) or removed, under optimistic

@@ -21,6 +21,8 @@ use slipway_provider::{
 use slipway_runtime::{Action, Controller, InformerConfig};
 
 use crate::cluster::{Credentials, kubeconfig_secret_name};
+use crate::events::{self, Kind};
+use crate::ipam::{self, Allocation};
 use crate::{
     Context, Error, INIT_ANNOTATION, MACHINE_FINALIZER, identity, now, set_condition,
     set_finalizer, write_status,
@@ -106,35 +108,69 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
             .into_iter()
             .find(|m| m.idempotency_key == uid),
     };
+    if found.is_none()
+        && let Some(pid) = status.provider_id.take()
+    {
+        // It was created and the provider no longer has it at all (not even terminated):
+        // the Machine still stands, so its instance is created again.
+        events::record(
+            &ctx,
+            &*machine,
+            Kind::Warning,
+            "InstanceGone",
+            format!("provider machine {pid} vanished: creating it again"),
+        )
+        .await;
+        status.address = None;
+    }
     let cloud = match found {
         Some(m) => m,
-        None if status.provider_id.is_some() => {
-            // It was created and is gone: the Cluster controller replaces failed machines.
-            status.phase = Some(MachinePhase::Failed);
-            status.failure_reason = Some("InstanceGone".into());
-            status.failure_message = Some("the provider no longer has the machine".into());
-            set_condition(
-                &mut conditions,
-                "InfrastructureReady",
-                false,
-                "InstanceGone",
-                "the provider machine vanished",
-                generation,
-            );
-            set_condition(
-                &mut conditions,
-                "NodeReady",
-                false,
-                "InstanceGone",
-                "",
-                generation,
-            );
-            status.conditions = Some(conditions);
-            write_status(&api, &*machine, machine.status.as_ref(), status).await?;
-            return Ok(Action::await_change());
-        }
         None => {
-            let spec = provider_spec(&ctx, &machine, &id, &credentials).await?;
+            let region = subnet_region(&ctx, &machine.spec.zone);
+            let address = match ipam::allocate(&ctx, &machine, &region).await? {
+                Allocation::NoPool => None,
+                Allocation::Held { address, pool } => {
+                    set_condition(
+                        &mut conditions,
+                        "AddressAllocated",
+                        true,
+                        "Allocated",
+                        format!("{address} from IPPool {pool}"),
+                        generation,
+                    );
+                    Some(address)
+                }
+                Allocation::Exhausted(pools) => {
+                    let was = conditions
+                        .iter()
+                        .find(|c| c.type_ == "AddressAllocated")
+                        .and_then(|c| c.reason.clone());
+                    if was.as_deref() != Some("IPPoolExhausted") {
+                        events::record(
+                            &ctx,
+                            &*machine,
+                            Kind::Warning,
+                            "IPPoolExhausted",
+                            format!("no free address in IPPool {}", pools.join(", ")),
+                        )
+                        .await;
+                    }
+                    status.phase = Some(MachinePhase::Pending);
+                    set_condition(
+                        &mut conditions,
+                        "AddressAllocated",
+                        false,
+                        "IPPoolExhausted",
+                        format!("no free address in IPPool {}", pools.join(", ")),
+                        generation,
+                    );
+                    status.conditions = Some(conditions);
+                    write_status(&api, &*machine, machine.status.as_ref(), status).await?;
+                    return Ok(Action::requeue(ctx.config.poll));
+                }
+            };
+            let mut spec = provider_spec(&ctx, &machine, &id, &credentials).await?;
+            spec.private_ip = address;
             ctx.provider.create_machine(&uid, spec).await?
         }
     };
@@ -262,6 +298,20 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
     );
     status.conditions = Some(conditions);
     status.observed_generation = generation;
+    let was_failed = machine.status.as_ref().and_then(|s| s.phase) == Some(MachinePhase::Failed);
+    if status.phase == Some(MachinePhase::Failed) && !was_failed {
+        events::record(
+            &ctx,
+            &*machine,
+            Kind::Warning,
+            status.failure_reason.as_deref().unwrap_or("Failed"),
+            status
+                .failure_message
+                .clone()
+                .unwrap_or_else(|| "the machine failed".to_string()),
+        )
+        .await;
+    }
     write_status(&api, &*machine, machine.status.as_ref(), status).await?;
     Ok(if node_ready {
         Action::requeue(ctx.config.resync)
@@ -357,6 +407,7 @@ async fn provider_spec(
         kubelet_version: format!("v{}", machine.spec.version),
         tags: machine_tags,
         user_data,
+        private_ip: None,
     })
 }
 
@@ -561,6 +612,8 @@ async fn delete(machine: &Machine, ctx: &Context, api: &Api<Machine>) -> Result<
     if waiting {
         return Ok(Action::requeue(ctx.config.poll));
     }
+    // Its address goes back only now: the provider no longer has a machine holding it.
+    ipam::release(ctx, &uid).await?;
     set_finalizer(api, machine, MACHINE_FINALIZER, false).await?;
     ctx.end_remediation(&machine_tag(machine));
     Ok(Action::await_change())

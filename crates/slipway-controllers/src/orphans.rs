@@ -1,15 +1,16 @@
 //! The orphan sweeper: provider objects tagged for a cluster or machine the platform no longer
 //! has (a crash between a provider call and the write that records it, a cluster deleted while
-//! the controller was down) are deleted once older than a grace period, which covers a create
-//! whose record is still being written.
+//! the controller was down), and IPAddresses whose Machine is gone, are deleted once older than
+//! a grace period, which covers a create whose record is still being written.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use slipway_api::cluster::Cluster;
+use slipway_api::ipam::IPAddress;
 use slipway_api::machine::Machine;
-use slipway_client::{Api, ListParams};
+use slipway_client::{Api, DeleteParams, ListParams};
 use slipway_provider::{CLUSTER_TAG, MACHINE_TAG, ProviderError, Tags};
 
 use crate::{Context, Error, deleted, identity};
@@ -35,6 +36,8 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
     // What the platform has, listed after the provider so that anything created before the
     // lists is in them.
     let cloud_machines = ctx.provider.list_machines(&Tags::new()).await?;
+    let addresses: Api<IPAddress> = Api::all(Arc::clone(&ctx.client));
+    let claims = addresses.list(&ListParams::default()).await?.items;
     let lbs = ctx.provider.list_load_balancers(&Tags::new()).await?;
     let subnets = ctx.provider.list_subnets(&Tags::new()).await?;
     let networks = ctx.provider.list_networks(&Tags::new()).await?;
@@ -76,6 +79,26 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
             tracing::info!(machine = %m.id, cluster, "deleting an orphaned provider machine");
             deleted(ctx.provider.delete_machine(&m.id).await.map(|_| ()))?;
             count += 1;
+        }
+    }
+    // Addresses whose Machine is gone (its delete releases them; this catches the rest).
+    for a in claims {
+        let holder = (
+            format!("{}/{}", a.spec.machine.namespace, a.spec.machine.name),
+            a.spec.machine.uid.clone(),
+        );
+        let created = a.meta().creation_timestamp.as_ref().map_or(now, |t| t.0);
+        if known_machines.contains(&holder) || !old(created) {
+            continue;
+        }
+        tracing::info!(address = %a.spec.address, machine = %holder.0, "releasing an orphaned address");
+        match addresses
+            .delete(&a.name_any(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => count += 1,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let orphaned = |tags: &Tags| {

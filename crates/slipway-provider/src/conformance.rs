@@ -171,6 +171,7 @@ fn machine_spec(at: &Place, subnet: &Subnet, cluster: &str, pool: &str) -> Machi
         kubelet_version: "v1.33.4".to_string(),
         tags: tags(&[(CLUSTER_TAG, cluster), (POOL_TAG, pool)]),
         user_data: "#cloud-config\n".to_string(),
+        private_ip: None,
     }
 }
 

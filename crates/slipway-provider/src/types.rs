@@ -287,6 +287,10 @@ pub struct MachineSpec {
     /// Opaque bootstrap data (cloud-init, a join token...) handed to the machine.
     #[serde(default)]
     pub user_data: String,
+    /// The private address to give the machine, from the platform's IPAM; unset: the subnet
+    /// picks one. A provider refuses an address another live machine holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// Where a machine is in its life.

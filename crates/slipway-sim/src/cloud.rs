@@ -135,6 +135,9 @@ struct State {
     subnet_tags: TagIndex,
     lb_tags: TagIndex,
     machine_tags: TagIndex,
+    /// Addresses the platform chose (`MachineSpec::private_ip`) held by machines that are not
+    /// terminated, with the machine holding each.
+    static_ips: HashMap<Ipv4Addr, String>,
     /// Idempotency key -> machine id.
     keys: HashMap<String, String>,
     rng: StdRng,
@@ -321,6 +324,7 @@ impl SimCloud {
             subnet_tags: TagIndex::default(),
             lb_tags: TagIndex::default(),
             machine_tags: TagIndex::default(),
+            static_ips: HashMap::new(),
             keys: HashMap::new(),
             rng,
             dirty: BTreeSet::new(),
@@ -388,6 +392,9 @@ impl SimCloud {
                 set_deadline(&mut state.deadlines, &mut rec, due.or(purge_at));
             } else {
                 state.account(&rec.machine.spec, true);
+                if let Some(ip) = rec.machine.spec.private_ip {
+                    state.static_ips.insert(ip, rec.machine.id.clone());
+                }
                 if let (Some(ip), Some(subnet)) = (
                     rec.machine.status.private_ip,
                     state.subnets.get_mut(&rec.machine.spec.subnet_id),
@@ -947,6 +954,11 @@ fn set_phase(
             subnet.allocated.remove(&ip);
         }
         st.account(&rec.machine.spec, false);
+        if let Some(ip) = rec.machine.spec.private_ip
+            && st.static_ips.get(&ip).map(String::as_str) == Some(id)
+        {
+            st.static_ips.remove(&ip);
+        }
         Some(after(now, st.retention))
     } else {
         due_at
@@ -1429,14 +1441,25 @@ impl Provider for SimCloud {
                     requested,
                 });
             }
-            let Some(ip) = st
-                .subnets
-                .get_mut(&spec.subnet_id)
-                .and_then(SubnetState::allocate)
-            else {
-                return Err(ProviderError::AddressesExhausted {
-                    subnet: spec.subnet_id.clone(),
-                });
+            let ip = if let Some(ip) = spec.private_ip {
+                if let Some(holder) = st.static_ips.get(&ip) {
+                    return Err(ProviderError::invalid(
+                        "spec.privateIp",
+                        format!("{ip} is held by machine {holder}"),
+                    ));
+                }
+                ip
+            } else {
+                let Some(ip) = st
+                    .subnets
+                    .get_mut(&spec.subnet_id)
+                    .and_then(SubnetState::allocate)
+                else {
+                    return Err(ProviderError::AddressesExhausted {
+                        subnet: spec.subnet_id.clone(),
+                    });
+                };
+                ip
             };
             let now = Timestamp::now();
             let id = new_id("i");
@@ -1464,6 +1487,9 @@ impl Provider for SimCloud {
             set_deadline(&mut st.deadlines, &mut rec, Some(due));
             st.account(&machine.spec, true);
             st.machine_tags.add(&machine.spec.tags, &id);
+            if let Some(ip) = machine.spec.private_ip {
+                st.static_ips.insert(ip, id.clone());
+            }
             st.machines.insert(id.clone(), rec);
             st.keys.insert(idempotency_key.to_string(), id.clone());
             st.dirty.insert(machine_key(&id));

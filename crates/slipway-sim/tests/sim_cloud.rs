@@ -187,6 +187,7 @@ fn spec(subnet: &Subnet, capacity: CapacityType) -> MachineSpec {
         kubelet_version: "v1.33.4".into(),
         tags: tags(&[(CLUSTER_TAG, "team/a")]),
         user_data: String::new(),
+        private_ip: None,
     }
 }
 

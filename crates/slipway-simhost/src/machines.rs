@@ -348,6 +348,7 @@ mod tests {
                 kubelet_version: "1.33.4".into(),
                 tags: Tags::from([(MACHINE_TAG.to_string(), format!("team/{id}"))]),
                 user_data: String::new(),
+                private_ip: None,
             },
             status: MachineStatus {
                 phase,

@@ -141,6 +141,7 @@ pub async fn provision(
                 kubelet_version: format!("v{}", req.kubernetes_version.trim_start_matches('v')),
                 tags: tags(c, &[(POOL_TAG, &pool_name), (MACHINE_TAG, &machine_name)]),
                 user_data: bootstrap.to_cloud_config(),
+                private_ip: None,
             },
         )
     };

@@ -77,6 +77,13 @@ struct ServeArgs {
     /// simulated cloud. `--controllers=false` serves the API alone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     controllers: bool,
+    /// How old a provider object or address whose owner is gone must be before the orphan
+    /// sweeper deletes it (a create may still be recording it).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    orphan_grace: Duration,
+    /// How often the orphan sweeper looks.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    orphan_sweep: Duration,
     /// Serve the kinds of a simulated workload cluster (Node, Pod, Deployment, ReplicaSet,
     /// PodDisruptionBudget, ...) instead of the platform API: for testing those kinds with
     /// kubectl until workload clusters are hosted inside the platform server.
@@ -193,14 +200,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let ctx = slipway_controllers::Context::new(
                 client,
                 provider,
-                slipway_controllers::LifecycleConfig::default(),
+                slipway_controllers::LifecycleConfig {
+                    orphan_grace: args.orphan_grace,
+                    orphan_sweep: args.orphan_sweep,
+                    ..slipway_controllers::LifecycleConfig::default()
+                },
             )
             .await
             .context("starting the controllers")?;
             let mut series = prometheus_client::registry::Registry::default();
             ctx.metrics.register(&mut series);
             running.server.metrics.include(std::sync::Arc::new(series));
-            eprintln!("  controllers: cluster, machine (provider: sim)");
+            eprintln!("  controllers: cluster, machine, ippool, orphan sweeper (provider: sim)");
             Some(tokio::spawn(slipway_controllers::run(
                 ctx,
                 std::future::pending(),

@@ -144,6 +144,9 @@ enum SimSub {
     Faults(FaultsArgs),
     /// List the simulated cloud's machines.
     Machines(ClientArgs),
+    /// Print everything the simulated cloud holds (networks, subnets, load balancers and
+    /// machines) as JSON: what is left after a fleet is deleted, which address each machine has.
+    Inventory(ClientArgs),
     /// Print a kubeconfig for a simulated workload cluster.
     Kubeconfig(KubeconfigArgs),
 }
@@ -347,6 +350,18 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
                         .unwrap_or_default(),
                 );
             }
+            Ok(())
+        }
+        SimSub::Inventory(args) => {
+            let provider = args.provider()?;
+            let all = Default::default();
+            let inventory = serde_json::json!({
+                "networks": provider.list_networks(&all).await.map_err(|e| anyhow::anyhow!("listing networks: {e}"))?,
+                "subnets": provider.list_subnets(&all).await.map_err(|e| anyhow::anyhow!("listing subnets: {e}"))?,
+                "loadBalancers": provider.list_load_balancers(&all).await.map_err(|e| anyhow::anyhow!("listing load balancers: {e}"))?,
+                "machines": provider.list_machines(&all).await.map_err(|e| anyhow::anyhow!("listing machines: {e}"))?,
+            });
+            println!("{}", serde_json::to_string_pretty(&inventory)?);
             Ok(())
         }
     }

@@ -33,6 +33,8 @@ fn api_resources(backend: Backend) {
         [
             "clusterclasses.slipway.dev",
             "clusters.slipway.dev",
+            "ipaddresses.slipway.dev",
+            "ippools.slipway.dev",
             "machines.slipway.dev"
         ]
     );

@@ -344,4 +344,151 @@ spec:
         with("  version: \"1.33.4\"\n  infrastructure: {region: mars-1}\n"),
         &["spec.infrastructure.region", "unknown region"],
     );
+    // An address pool whose CIDRs do not parse.
+    refused(
+        "apiVersion: slipway.dev/v1alpha1\nkind: IPPool\nmetadata: {name: bad}\nspec:\n  region: eu-west-1\n  cidrs: [10.0.0.0/33, 10.1.0.7/24]\n  exclude: [gateway]\n".to_string(),
+        &[
+            "spec.cidrs[0]",
+            "must be an IPv4 CIDR",
+            "spec.cidrs[1]",
+            "did you mean 10.1.0.0/24",
+            "spec.exclude[0]",
+        ],
+    );
+}
+
+const POOL: &str = r#"
+apiVersion: slipway.dev/v1alpha1
+kind: IPPool
+metadata:
+  name: eu-west-1a
+spec:
+  region: eu-west-1
+  zone: eu-west-1a
+  cidrs: [10.20.0.0/29]
+  exclude: [10.20.0.1]
+"#;
+
+const SMALL: &str = r#"
+apiVersion: slipway.dev/v1alpha1
+kind: Cluster
+metadata: {name: ledger, namespace: team-d}
+spec:
+  version: "1.33.4"
+  infrastructure: {region: eu-west-1, zones: [eu-west-1a]}
+  controlPlane: {replicas: 1, machineType: m5.large}
+  nodePools:
+    - {name: general, machineType: m5.xlarge, replicas: 3, maxReplicas: 10}
+"#;
+
+#[test]
+fn machines_take_addresses_from_ip_pools_and_give_them_back() {
+    let server = start();
+    server.kubectl_ok(&["create", "namespace", "team-d"]);
+    server.apply(POOL, &[]);
+    server.apply(SMALL, &[]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "cluster/ledger",
+        "-n",
+        "team-d",
+        "--timeout=120s",
+    ]);
+    // Four machines, four distinct addresses from the pool (10.20.0.2-6; .1 is excluded).
+    let addresses = server.kubectl_ok(&[
+        "get",
+        "machines",
+        "-n",
+        "team-d",
+        "-o",
+        "jsonpath={range .items[*]}{.status.address}{\"\\n\"}{end}",
+    ]);
+    let mut seen: Vec<&str> = addresses.lines().collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "{addresses}");
+    for a in &seen {
+        let last: u8 = a
+            .strip_prefix("10.20.0.")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            (2..=6).contains(&last),
+            "{a} is not from the pool: {addresses}"
+        );
+    }
+    let claims = server.kubectl_ok(&["get", "ipaddresses", "-o", "name"]);
+    assert_eq!(claims.lines().count(), 4, "{claims}");
+    eventually("the pool counts its addresses", || {
+        let out = server.kubectl_ok(&[
+            "get",
+            "ippool",
+            "eu-west-1a",
+            "-o",
+            "jsonpath={.status.total} {.status.allocated} {.status.free}",
+        ]);
+        (out == "5 4 1", out)
+    });
+
+    // Six machines do not fit: the cluster says which pool ran out.
+    server.kubectl_ok(&[
+        "patch",
+        "cluster",
+        "ledger",
+        "-n",
+        "team-d",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/nodePools/0/replicas","value":5}]"#,
+    ]);
+    eventually("the exhausted pool is named", || {
+        let out = server.kubectl_ok(&[
+            "get", "cluster", "ledger", "-n", "team-d", "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}: {.status.conditions[?(@.type==\"Ready\")].message}",
+        ]);
+        (
+            out.starts_with("IPPoolExhausted") && out.contains("IPPool eu-west-1a"),
+            out,
+        )
+    });
+    eventually("the pool shows it is exhausted", || {
+        let out = server.kubectl_ok(&[
+            "get",
+            "ippool",
+            "eu-west-1a",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Exhausted\")].status} {.status.free}",
+        ]);
+        (out == "True 0", out)
+    });
+
+    // Deleting the cluster gives every address back.
+    server.kubectl_ok(&[
+        "delete",
+        "cluster",
+        "ledger",
+        "-n",
+        "team-d",
+        "--timeout=120s",
+    ]);
+    let left = server.kubectl_ok(&["get", "ipaddresses", "-o", "name"]);
+    assert!(left.trim().is_empty(), "{left}");
+    eventually("the pool is free again", || {
+        let out = server.kubectl_ok(&[
+            "get",
+            "ippool",
+            "eu-west-1a",
+            "-o",
+            "jsonpath={.status.allocated} {.status.conditions[?(@.type==\"Exhausted\")].status}",
+        ]);
+        (out == "0 False", out)
+    });
+    assert_eq!(
+        live_cloud_machines(&server),
+        0,
+        "{}",
+        cloud_machines(&server)
+    );
 }
