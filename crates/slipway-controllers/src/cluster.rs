@@ -15,7 +15,7 @@ use slipway_api::cluster::{Cluster, ClusterVersions, EndpointAccess, NodePoolSta
 use slipway_api::machine::{
     CLUSTER_LABEL, Machine, MachinePhase, MachineRole, MachineSpec, POOL_LABEL, ROLE_LABEL,
 };
-use slipway_client::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use slipway_client::{Api, ListParams, Patch, PatchParams, PostParams};
 use slipway_lifecycle::plan::Amount;
 use slipway_lifecycle::{Desired, Group, Limits, Member, plan_group, resolve};
 use slipway_provider::{
@@ -27,8 +27,8 @@ use slipway_runtime::{Action, Controller, Informer, InformerConfig};
 use crate::events::{self, Kind};
 use crate::expectations::Seen;
 use crate::{
-    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, TEMPLATE_LABEL, deleted, identity, is_true,
-    set_condition, set_finalizer, write_status,
+    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, TEMPLATE_LABEL, delete_if_present, deleted,
+    identity, is_true, set_condition, set_finalizer, write_status,
 };
 
 /// The Cluster controller, reconciling a Cluster when it or one of its Machines changes.
@@ -115,11 +115,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
                 format!("its TTL of {ttl} ran out: deleting the cluster"),
             )
             .await;
-            match clusters.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
+            delete_if_present(&clusters, &name).await?;
             return Ok(Action::await_change());
         }
         ttl_left = Some(std::time::Duration::from_secs(
@@ -629,11 +625,7 @@ async fn create_machine(
 }
 
 async fn delete_machine(api: &Api<Machine>, m: &Machine) -> Result<(), Error> {
-    match api.delete(&m.name_any(), &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    delete_if_present(api, &m.name_any()).await.map(|_| ())
 }
 
 /// The cluster's network, a subnet per zone and the API server load balancer, found by tag or
@@ -931,14 +923,7 @@ async fn delete(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     ctx.workloads.forget(&id);
     ctx.expectations.forget(&uid);
     let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
-    match secrets
-        .delete(&kubeconfig_secret_name(&name), &DeleteParams::default())
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e.into()),
-    }
+    delete_if_present(&secrets, &kubeconfig_secret_name(&name)).await?;
     let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), &ns);
     set_finalizer(&clusters, cluster, CLUSTER_FINALIZER, false).await?;
     Ok(Action::await_change())

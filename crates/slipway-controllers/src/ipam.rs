@@ -16,10 +16,10 @@ use slipway_api::ipam::{
     MachineReference, POOL_LABEL, address_name,
 };
 use slipway_api::machine::Machine;
-use slipway_client::{Api, DeleteParams, ListParams, PostParams};
+use slipway_client::{Api, ListParams, PostParams};
 use slipway_runtime::{Action, Controller, InformerConfig, ObjectKey};
 
-use crate::{Context, Error, set_condition, write_status};
+use crate::{Context, Error, delete_if_present, set_condition, write_status};
 
 /// Where a machine's address comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,14 +140,7 @@ pub(crate) async fn release(ctx: &Context, uid: &str) -> Result<(), Error> {
         .await?
         .items
     {
-        match addresses
-            .delete(&held.name_any(), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(&addresses, &held.name_any()).await?;
     }
     Ok(())
 }

@@ -293,6 +293,31 @@ pub(crate) fn deleted(
     }
 }
 
+/// Delete `name` through `api`; true when this call deleted it, false when it was already
+/// gone.
+pub(crate) async fn delete_if_present<K>(
+    api: &slipway_client::Api<K>,
+    name: &str,
+) -> Result<bool, Error>
+where
+    K: kube::Resource<DynamicType = ()>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + Send
+        + 'static,
+    K::Scope: 'static,
+{
+    match api
+        .delete(name, &slipway_client::DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Set condition `type_` in `conditions`, keeping its transition time unless the status
 /// changes.
 pub(crate) fn set_condition(

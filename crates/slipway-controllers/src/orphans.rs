@@ -10,10 +10,10 @@ use kube::{Resource, ResourceExt};
 use slipway_api::cluster::Cluster;
 use slipway_api::ipam::IPAddress;
 use slipway_api::machine::Machine;
-use slipway_client::{Api, DeleteParams, ListParams};
+use slipway_client::{Api, ListParams};
 use slipway_provider::{CLUSTER_TAG, MACHINE_TAG, ProviderError, Tags};
 
-use crate::{Context, Error, deleted, identity};
+use crate::{Context, Error, delete_if_present, deleted, identity};
 
 /// Sweep every `orphan_sweep` until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
@@ -92,13 +92,8 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
             continue;
         }
         tracing::info!(address = %a.spec.address, machine = %holder.0, "releasing an orphaned address");
-        match addresses
-            .delete(&a.name_any(), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => count += 1,
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
+        if delete_if_present(&addresses, &a.name_any()).await? {
+            count += 1;
         }
     }
     let orphaned = |tags: &Tags| {
