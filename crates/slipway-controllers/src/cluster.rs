@@ -17,7 +17,7 @@ use slipway_api::machine::{
 };
 use slipway_client::{Api, ListParams, Patch, PatchParams, PostParams};
 use slipway_lifecycle::plan::Amount;
-use slipway_lifecycle::{Desired, Group, Limits, Member, plan_group, resolve};
+use slipway_lifecycle::{Desired, Group, Limits, Member, health, plan_group, resolve};
 use slipway_provider::{
     CLUSTER_TAG, LoadBalancer, LoadBalancerScheme, LoadBalancerSpec, NetworkSpec, Subnet,
     SubnetSpec, Tags,
@@ -160,21 +160,59 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     };
     let uid = cluster.uid().unwrap_or_default();
 
-    // Failed machines are replaced, unless so much of the cluster is failing that replacing
-    // would only churn (a zone outage): then they stay until it recovers or a person acts.
+    // Failed machines are replaced, unless so much of the cluster is unhealthy that replacing
+    // would only churn (a zone outage): then the unhealthy ones stay until it recovers or a
+    // person acts. Machines whose instance is gone for good are replaced regardless.
     let live = machines
         .iter()
         .map(|m| &**m)
         .filter(|m| m.meta().deletion_timestamp.is_none());
-    let failed: Vec<&Machine> = live
+    let failure = |m: &Machine| {
+        m.status
+            .as_ref()
+            .filter(|s| s.phase == Some(MachinePhase::Failed))
+            .map(|s| s.failure_reason.clone())
+    };
+    let (gone, unhealthy): (Vec<&Machine>, Vec<&Machine>) = live
         .clone()
-        .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(MachinePhase::Failed))
-        .collect();
+        .filter(|m| failure(m).is_some())
+        .partition(|m| health::instance_gone(failure(m).flatten().as_deref()));
+    // Impaired: a node that had registered and is not Ready now, without having failed its
+    // health check yet (a zone outage is seen machine by machine; it counts them all).
+    let impaired = live
+        .clone()
+        .filter(|m| {
+            failure(m).is_none()
+                && m.status.as_ref().is_some_and(|s| s.node_name.is_some())
+                && !is_true(
+                    m.status.as_ref().and_then(|s| s.conditions.as_ref()),
+                    "NodeReady",
+                )
+        })
+        .count();
     let total = live.count().max(1);
     let mut remediating = Vec::new();
+    let unhealthy_count = unhealthy.len() + impaired;
     #[allow(clippy::cast_precision_loss)]
-    let failing_share = failed.len() as f64 / total as f64;
-    if !failed.is_empty() && failing_share > ctx.config.max_unhealthy {
+    let unhealthy_share = unhealthy_count as f64 / total as f64;
+    let held = !unhealthy.is_empty() && unhealthy_share > ctx.config.max_unhealthy;
+    // When a hold ends (the zone is back), unhealthy machines get a while to show that they
+    // recovered before any is replaced: machines are seen recovering one by one.
+    let remediation = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "RemediationAllowed"));
+    let settling = !held
+        && remediation.is_some_and(|c| match c.reason.as_deref() {
+            Some("TooManyUnhealthy") => true,
+            Some("Settling") => c.last_transition_time.as_ref().is_none_or(|t| {
+                jiff::Timestamp::now().duration_since(t.0).as_secs()
+                    < i64::try_from(ctx.config.remediation_settle.as_secs()).unwrap_or(i64::MAX)
+            }),
+            _ => false,
+        });
+    let replace: Vec<&Machine> = if held || settling {
         if condition_reason(&cluster, "RemediationAllowed") != Some("TooManyUnhealthy") {
             events::record(
                 &ctx,
@@ -182,71 +220,85 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
                 Kind::Warning,
                 "RemediationBlocked",
                 format!(
-                    "{} of {total} machines failed: not replacing them until fewer than {:.0}% are unhealthy",
-                    failed.len(),
+                    "{unhealthy_count} of {total} machines unhealthy: not replacing them until fewer than {:.0}% are",
                     ctx.config.max_unhealthy * 100.0
                 ),
             )
             .await;
         }
+        gone
+    } else {
+        gone.into_iter().chain(unhealthy.iter().copied()).collect()
+    };
+    let mut capped = 0;
+    for m in &replace {
+        if !ctx.start_remediation(&format!("{ns}/{}", m.name_any())) {
+            capped += 1;
+            continue;
+        }
+        remediating.push(m.name_any());
+        delete_machine(&machines_api, m).await?;
+        let why = m.status.as_ref().and_then(|s| s.failure_reason.clone());
+        events::record(
+            &ctx,
+            &*cluster,
+            Kind::Warning,
+            "ReplacingMachine",
+            format!(
+                "machine {} failed ({}): replacing it",
+                m.name_any(),
+                why.as_deref().unwrap_or("unknown")
+            ),
+        )
+        .await;
+        ctx.expectations.deleted(&uid, &m.name_any());
+    }
+    if held {
         set_condition(
             &mut conditions,
             "RemediationAllowed",
             false,
             "TooManyUnhealthy",
             format!(
-                "{} of {total} machines failed (more than {:.0}%): not replacing them",
-                failed.len(),
+                "{unhealthy_count} of {total} machines unhealthy (more than {:.0}%): not replacing them",
                 ctx.config.max_unhealthy * 100.0
             ),
             generation,
         );
+    } else if settling {
+        set_condition(
+            &mut conditions,
+            "RemediationAllowed",
+            true,
+            "Settling",
+            format!(
+                "fewer than {:.0}% of the machines are unhealthy again: replacing the failed ones after {}s unless they recover",
+                ctx.config.max_unhealthy * 100.0,
+                ctx.config.remediation_settle.as_secs()
+            ),
+            generation,
+        );
+    } else if capped > 0 {
+        set_condition(
+            &mut conditions,
+            "RemediationAllowed",
+            false,
+            "FleetRemediationLimit",
+            format!(
+                "{capped} failed machines wait: {} machines are being replaced fleet-wide",
+                ctx.config.max_remediating
+            ),
+            generation,
+        );
     } else {
-        let mut capped = 0;
-        for m in &failed {
-            if !ctx.start_remediation(&format!("{ns}/{}", m.name_any())) {
-                capped += 1;
-                continue;
-            }
-            remediating.push(m.name_any());
-            delete_machine(&machines_api, m).await?;
-            let why = m.status.as_ref().and_then(|s| s.failure_reason.clone());
-            events::record(
-                &ctx,
-                &*cluster,
-                Kind::Warning,
-                "ReplacingMachine",
-                format!(
-                    "machine {} failed ({}): replacing it",
-                    m.name_any(),
-                    why.as_deref().unwrap_or("unknown")
-                ),
-            )
-            .await;
-            ctx.expectations.deleted(&uid, &m.name_any());
-        }
-        if capped > 0 {
-            set_condition(
-                &mut conditions,
-                "RemediationAllowed",
-                false,
-                "FleetRemediationLimit",
-                format!(
-                    "{capped} failed machines wait: {} machines are being replaced fleet-wide",
-                    ctx.config.max_remediating
-                ),
-                generation,
-            );
-        } else {
-            set_condition(
-                &mut conditions,
-                "RemediationAllowed",
-                true,
-                "Healthy",
-                "",
-                generation,
-            );
-        }
+        set_condition(
+            &mut conditions,
+            "RemediationAllowed",
+            true,
+            "Healthy",
+            "",
+            generation,
+        );
     }
 
     let control_plane_up = machines.iter().any(|m| {
@@ -256,7 +308,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
                 "NodeReady",
             )
     });
-    let mut converging = !remediating.is_empty();
+    let mut converging = !remediating.is_empty() || (settling && !unhealthy.is_empty());
     for group in desired.groups() {
         let members: Vec<(&Machine, Member)> = machines
             .iter()

@@ -58,6 +58,9 @@ pub struct LifecycleConfig {
     /// Stop replacing failed machines of a cluster when more than this share of its machines
     /// is unhealthy (a zone outage must not trigger a replacement storm).
     pub max_unhealthy: f64,
+    /// After replacement was held back for too many unhealthy machines, how long the
+    /// unhealthy ones get to recover before they are replaced.
+    pub remediation_settle: Duration,
     /// At most this many machines are being replaced for failing, fleet-wide.
     pub max_remediating: usize,
     /// When a running machine's node counts as failed.
@@ -76,6 +79,7 @@ impl Default for LifecycleConfig {
             poll: Duration::from_secs(2),
             resync: Duration::from_secs(60),
             max_unhealthy: 0.4,
+            remediation_settle: Duration::from_secs(10),
             max_remediating: 50,
             health: slipway_lifecycle::health::HealthTimeouts::default(),
             orphan_grace: Duration::from_secs(300),

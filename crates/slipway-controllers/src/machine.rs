@@ -176,15 +176,29 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
     };
     status.provider_id = Some(cloud.id.clone());
     status.address = cloud.status.private_ip.map(|ip| ip.to_string());
+    // A machine in a zone that is out is impaired, not gone: the zone may come back. It fails
+    // only through the health check, like a node that went NotReady, so that a cluster's
+    // machines in that zone are all seen impaired before any is judged (the share of
+    // unhealthy machines that holds replacement back then counts them all).
+    let zone_out = cloud.status.phase == CloudPhase::Failed
+        && cloud.status.reason == Some(MachineReason::ZoneOutage);
+    let ran = cloud.status.running_at.is_some();
     let (phase, infra_ready) = match cloud.status.phase {
         CloudPhase::Pending => (MachinePhase::Pending, false),
         CloudPhase::Provisioning => (MachinePhase::Provisioning, false),
         CloudPhase::Running => (MachinePhase::Running, true),
+        CloudPhase::Failed if zone_out && ran => (MachinePhase::Running, false),
+        CloudPhase::Failed if zone_out => (MachinePhase::Provisioning, false),
         CloudPhase::Failed | CloudPhase::Terminating | CloudPhase::Terminated => {
             (MachinePhase::Failed, false)
         }
     };
     status.phase = Some(phase);
+    if phase != MachinePhase::Failed {
+        // A machine the cloud brought back (a zone that recovered) is no longer failed.
+        status.failure_reason = None;
+        status.failure_message = None;
+    }
     if phase == MachinePhase::Failed {
         let reason = match cloud.status.reason {
             Some(MachineReason::SpotInterruption) => "SpotInterruption",
@@ -204,18 +218,28 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         infra_ready,
         if infra_ready {
             "Running"
+        } else if zone_out {
+            "ZoneOutage"
         } else {
             phase.as_str()
         },
-        "",
+        if zone_out {
+            format!("zone {} is out", machine.spec.zone)
+        } else {
+            String::new()
+        },
         generation,
     );
 
     // The node, once the machine runs.
     let mut node_ready = false;
+    // Whether the workload cluster answered about the node: an unreachable control plane says
+    // nothing about the health of a worker, so it is not judged then.
+    let mut observed = false;
     if infra_ready {
         match node_state(&ctx, &id, &credentials, &name, &machine).await {
             Ok(Some(ready)) => {
+                observed = true;
                 node_ready = ready;
                 status.node_name = Some(name.clone());
                 set_condition(
@@ -232,6 +256,7 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
                 );
             }
             Ok(None) => {
+                observed = true;
                 set_condition(
                     &mut conditions,
                     "NodeReady",
@@ -252,6 +277,17 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
                 );
             }
         }
+    } else if zone_out && ran {
+        // The node cannot be Ready (its workload cluster may not have noticed yet).
+        observed = true;
+        set_condition(
+            &mut conditions,
+            "NodeReady",
+            false,
+            "ZoneOutage",
+            format!("zone {} is out", machine.spec.zone),
+            generation,
+        );
     } else {
         set_condition(
             &mut conditions,
@@ -263,7 +299,7 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         );
     }
     // Health: a node that never joined, or stayed NotReady too long, fails the machine.
-    if infra_ready
+    if observed
         && !node_ready
         && let Some(running) = cloud.status.running_at
     {
@@ -313,10 +349,10 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         .await;
     }
     write_status(&api, &*machine, machine.status.as_ref(), status).await?;
+    // A failed machine is still looked at: the cloud may bring it back (a zone outage ends)
+    // before the Cluster controller replaces it, or while replacing is held back.
     Ok(if node_ready {
         Action::requeue(ctx.config.resync)
-    } else if phase == MachinePhase::Failed {
-        Action::await_change()
     } else {
         Action::requeue(ctx.config.poll)
     })

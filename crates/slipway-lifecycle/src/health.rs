@@ -47,7 +47,10 @@ pub fn unhealthy(
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let running_for = now.saturating_sub(node.running_since);
     let not_ready_for = now.saturating_sub(node.since);
-    if running_for < secs(timeouts.startup) {
+    // NotReady since after it started running: it was Ready once (the condition's transition
+    // time moves only when its status does), so the startup allowance is over.
+    let was_ready = node.registered && node.since > node.running_since;
+    if running_for < secs(timeouts.startup) && !was_ready {
         return None;
     }
     if !node.registered {
@@ -68,6 +71,18 @@ pub fn unhealthy(
             ),
         )
     })
+}
+
+/// Whether a failed machine's instance is gone for good (it never booted, its spot capacity
+/// was reclaimed, the cloud terminated it), as opposed to unhealthy in a way that may pass (a
+/// node NotReady or never joined, a zone out). Replacing a gone machine cannot make anything
+/// worse, so it is replaced even when much of its cluster is failing; the share of unhealthy
+/// machines that holds replacement back counts only the others.
+pub fn instance_gone(failure_reason: Option<&str>) -> bool {
+    matches!(
+        failure_reason,
+        Some("ProvisioningFailed" | "SpotInterruption" | "InstanceTerminated")
+    )
 }
 
 #[cfg(test)]
@@ -99,11 +114,29 @@ mod tests {
             // Registered, went NotReady late: the unhealthy timeout counts from then.
             (node(true, false, 5_000), 5_299, None),
             (node(true, false, 5_000), 5_300, Some("NodeUnhealthy")),
+            // Ready, then NotReady early in its life: the unhealthy timeout alone counts.
+            (node(true, false, 100), 399, None),
+            (node(true, false, 100), 400, Some("NodeUnhealthy")),
             // Registered but never Ready: after the startup timeout, as long NotReady.
             (node(true, false, 0), 600, Some("NodeUnhealthy")),
         ];
         for (n, now, want) in cases {
             assert_eq!(unhealthy(n, now, T).map(|(r, _)| r), want, "{n:?} at {now}");
         }
+    }
+
+    #[test]
+    fn only_terminal_failures_mean_the_instance_is_gone() {
+        for gone in [
+            "ProvisioningFailed",
+            "SpotInterruption",
+            "InstanceTerminated",
+        ] {
+            assert!(instance_gone(Some(gone)), "{gone}");
+        }
+        for passing in ["ZoneOutage", "NodeStartupTimeout", "NodeUnhealthy"] {
+            assert!(!instance_gone(Some(passing)), "{passing}");
+        }
+        assert!(!instance_gone(None));
     }
 }

@@ -84,11 +84,43 @@ struct ServeArgs {
     /// How often the orphan sweeper looks.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     orphan_sweep: Duration,
+    /// A machine whose node has not joined this long after the machine runs is replaced.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    node_startup_timeout: Duration,
+    /// A machine whose node has been NotReady (or whose zone has been out) this long is
+    /// replaced.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    node_unhealthy_timeout: Duration,
+    /// Failed machines of a cluster are not replaced while more than this share of its
+    /// machines is unhealthy, e.g. `40%` (a zone outage must not start a replacement storm;
+    /// machines whose instance is gone for good are replaced regardless).
+    #[arg(long, default_value = "40%", value_parser = parse_percent)]
+    max_unhealthy: f64,
+    /// At most this many machines are being replaced for failing at once, fleet-wide.
+    #[arg(long, default_value_t = 50)]
+    max_remediating: usize,
+    /// How often a converged Cluster or Machine is looked at again (a Machine's node is read
+    /// from its workload cluster then).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    resync: Duration,
     /// Serve the kinds of a simulated workload cluster (Node, Pod, Deployment, ReplicaSet,
     /// PodDisruptionBudget, ...) instead of the platform API: for testing those kinds with
     /// kubectl until workload clusters are hosted inside the platform server.
     #[arg(long, hide = true)]
     workload_kinds: bool,
+}
+
+/// Parse a share as `40%` (or `40`) into 0.4.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let n: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("invalid percentage {text:?}: expected e.g. 40%"))?;
+    if (0.0..=100.0).contains(&n) {
+        Ok(n / 100.0)
+    } else {
+        Err(format!("invalid percentage {text:?}: must be 0% to 100%"))
+    }
 }
 
 /// Parse `500ms`, `30s`, `5m`, `2h`.
@@ -203,6 +235,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 slipway_controllers::LifecycleConfig {
                     orphan_grace: args.orphan_grace,
                     orphan_sweep: args.orphan_sweep,
+                    resync: args.resync,
+                    max_unhealthy: args.max_unhealthy,
+                    max_remediating: args.max_remediating,
+                    health: slipway_lifecycle::health::HealthTimeouts {
+                        startup: args.node_startup_timeout,
+                        unhealthy: args.node_unhealthy_timeout,
+                    },
                     ..slipway_controllers::LifecycleConfig::default()
                 },
             )

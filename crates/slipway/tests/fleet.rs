@@ -9,10 +9,9 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Backend, Server, ok};
+use common::{Backend, Server};
 use serde_json::Value;
 
 const NS: &str = "fleet";
@@ -61,23 +60,11 @@ fn json(server: &Server, args: &[&str]) -> Value {
 }
 
 fn inventory(server: &Server) -> Value {
-    let out = ok(Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["sim", "inventory", "--data-dir"])
-        .arg(server.data_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run slipway sim inventory"));
-    serde_json::from_str(&out).expect("inventory JSON")
+    serde_json::from_str(&server.sim("inventory", &[])).expect("inventory JSON")
 }
 
 fn faults(server: &Server, args: &[&str]) {
-    ok(Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["sim", "faults", "--data-dir"])
-        .arg(server.data_dir())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run slipway sim faults"));
+    server.sim("faults", args);
 }
 
 fn items(v: &Value) -> &[Value] {
@@ -124,9 +111,15 @@ fn converged(server: &Server, want: &BTreeMap<String, Want>, pooled: bool) -> (b
         let ok =
             ready.is_some_and(|k| k["status"] == "True" && &k["observedGeneration"] == generation);
         if !ok {
+            let remediation = c["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| k["type"] == "RemediationAllowed");
             problems.push(format!(
-                "{name} not Ready: {:?}",
-                ready.map(|k| &k["message"])
+                "{name} not Ready: {:?}; remediation: {:?}",
+                ready.map(|k| &k["message"]),
+                remediation.map(|k| (&k["reason"], &k["message"]))
             ));
         }
     }
@@ -148,7 +141,17 @@ fn converged(server: &Server, want: &BTreeMap<String, Want>, pooled: bool) -> (b
             problems.push(format!("machine {name} still deleting"));
         }
         if m["status"]["phase"] != "Running" {
-            problems.push(format!("machine {name} is {}", m["status"]["phase"]));
+            let conditions: Vec<String> = m["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|k| k["status"] != "True")
+                .map(|k| format!("{}={} {}", k["type"], k["reason"], k["message"]))
+                .collect();
+            problems.push(format!(
+                "machine {name} is {} ({} {}) {conditions:?}",
+                m["status"]["phase"], m["status"]["failureReason"], m["status"]["failureMessage"]
+            ));
         }
         let group = m["spec"]["pool"]
             .as_str()
@@ -225,7 +228,7 @@ fn converged(server: &Server, want: &BTreeMap<String, Want>, pooled: bool) -> (b
             problems.push(format!("{n} {kind} for {} clusters", want.len()));
         }
     }
-    problems.truncate(12);
+    problems.truncate(20);
     (problems.is_empty(), problems.join("\n"))
 }
 
@@ -251,7 +254,6 @@ fn terminated_for(inv: &Value, reason: &str) -> usize {
 }
 
 #[test]
-#[ignore = "flaky: some workers of a cluster at times stay NodeReady=False although Running; under investigation (run with --ignored)"]
 fn fifty_clusters_converge_through_failures_an_outage_and_spot_interruptions() {
     let server = start(&[]);
     faults(

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Backend, Server, ok};
@@ -49,12 +48,7 @@ fn eventually(what: &str, check: impl FnMut() -> (bool, String)) {
 }
 
 fn cloud_machines(server: &Server) -> String {
-    ok(Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["sim", "machines", "--data-dir"])
-        .arg(server.data_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run slipway sim machines"))
+    server.sim("machines", &[])
 }
 
 fn live_cloud_machines(server: &Server) -> usize {
@@ -491,4 +485,99 @@ fn machines_take_addresses_from_ip_pools_and_give_them_back() {
         "{}",
         cloud_machines(&server)
     );
+}
+
+const ONE_ZONE: &str = r#"
+apiVersion: slipway.dev/v1alpha1
+kind: Cluster
+metadata: {name: solo, namespace: team-z}
+spec:
+  version: "1.33.4"
+  infrastructure: {region: eu-west-1, zones: [eu-west-1a]}
+  controlPlane: {replicas: 1, machineType: m5.large}
+  nodePools:
+    - {name: general, machineType: m5.xlarge, replicas: 3, minReplicas: 0, maxReplicas: 5}
+"#;
+
+fn machine_names(server: &Server, ns: &str) -> String {
+    server.kubectl_ok(&[
+        "get",
+        "machines",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}",
+    ])
+}
+
+#[test]
+fn a_zone_outage_holds_replacement_back_until_the_zone_returns() {
+    // Nodes are looked at every 2 s and judged unhealthy after 10 s NotReady.
+    let server = Server::start_with(
+        Backend::Sqlite,
+        &[
+            "--controllers=true",
+            "--time-scale",
+            "0",
+            "--resync",
+            "2s",
+            "--node-unhealthy-timeout",
+            "10s",
+        ],
+    );
+    server.kubectl_ok(&["create", "namespace", "team-z"]);
+    server.apply(ONE_ZONE, &[]);
+    let ready = [
+        "wait",
+        "--for=condition=Ready",
+        "cluster/solo",
+        "-n",
+        "team-z",
+        "--timeout=120s",
+    ];
+    server.kubectl_ok(&ready);
+    let before = machine_names(&server, "team-z");
+    assert_eq!(before.lines().count(), 4, "{before}");
+
+    // The whole cluster sits in the zone that goes out: every machine fails, far more than
+    // the 40% that holds replacement back; nothing is replaced, the cluster says why.
+    server.sim("faults", &["--zone-outage", "eu-west-1a"]);
+    eventually("replacement is held back", || {
+        let reason = server.kubectl_ok(&[
+            "get",
+            "cluster/solo",
+            "-n",
+            "team-z",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"RemediationAllowed\")].reason} {.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        (reason.trim() == "TooManyUnhealthy False", reason)
+    });
+    let events = server.kubectl_ok(&["get", "events", "-n", "team-z", "-o", "json"]);
+    assert!(events.contains("RemediationBlocked"), "{events}");
+    // Held, not slow: well past the unhealthy timeout the same machines are still there.
+    eventually("the machines fail their health check", || {
+        let reasons = server.kubectl_ok(&[
+            "get",
+            "machines",
+            "-n",
+            "team-z",
+            "-o",
+            "jsonpath={range .items[*]}{.status.failureReason}{\"\\n\"}{end}",
+        ]);
+        (
+            reasons.lines().filter(|l| *l == "NodeUnhealthy").count() == 4,
+            reasons,
+        )
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(machine_names(&server, "team-z"), before);
+    assert!(!events.contains("ReplacingMachine"), "{events}");
+
+    // The zone returns, the same machines run again and the cluster is Ready.
+    server.sim("faults", &["--zone-restore", "eu-west-1a"]);
+    server.kubectl_ok(&ready);
+    assert_eq!(machine_names(&server, "team-z"), before);
+    let events = server.kubectl_ok(&["get", "events", "-n", "team-z", "-o", "json"]);
+    assert!(!events.contains("ReplacingMachine"), "{events}");
 }

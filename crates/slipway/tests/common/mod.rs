@@ -164,6 +164,19 @@ impl Server {
         self.dir.path()
     }
 
+    /// `slipway sim COMMAND --data-dir DIR ARGS...` against this server's simulator; its
+    /// stdout (the command must succeed).
+    #[allow(dead_code)]
+    pub fn sim(&self, command: &str, args: &[&str]) -> String {
+        ok(std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(["sim", command, "--data-dir"])
+            .arg(self.data_dir())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run slipway sim"))
+    }
+
     /// kill -9 the server.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
