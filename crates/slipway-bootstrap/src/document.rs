@@ -53,6 +53,10 @@ pub struct Bootstrap {
     /// first control-plane machine; ignored once the cluster exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_sha256: Option<String>,
+    /// The CA pin a joining machine checks the cluster's API against (`caCertHashes`); the
+    /// join fails when the API's CA does not match. None for the machine that runs init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_hash: Option<String>,
     /// The etcd version a control-plane machine runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_version: Option<String>,
@@ -127,6 +131,7 @@ mod tests {
             role: Role::Worker,
             pool: Some("general".into()),
             admin_token_sha256: None,
+            ca_cert_hash: None,
             etcd_version: None,
             node_labels: BTreeMap::from([("workload".into(), "general".into())]),
             node_taints: vec![Taint {

@@ -17,16 +17,20 @@
 //!   contract between whoever creates machines and `slipway-simhost`, which re-exports this
 //!   crate as `slipway_simhost::bootstrap`.
 //!
+//! - [`ca_cert_hash`] pins the cluster CA as kubeadm does; every join carries the pin in
+//!   `caCertHashes`, so a machine trusts only the API its cluster's CA signed.
+//!
 //! What the rendered configuration does not carry, because [`MachineConfig`] has no field
-//! for it yet: the cluster CA hash (joins use `unsafeSkipCAVerification`), and shared
-//! control-plane certificates (a control-plane join expects `/etc/kubernetes/pki` to be
+//! for it yet: shared control-plane certificates (a control-plane join expects `/etc/kubernetes/pki` to be
 //! provisioned with the cluster's CAs, as Cluster API's kubeadm bootstrap provider does
 //! through extra `write_files`).
 
 mod document;
+mod pin;
 mod render;
 mod validate;
 
 pub use document::{BOOTSTRAP_PATH, Bootstrap, BootstrapError, Role, Taint};
+pub use pin::{PinError, ca_cert_hash, is_ca_cert_hash};
 pub use render::{KUBEADM_CONFIG_PATH, MachineConfig, render_user_data};
 pub use validate::RenderError;

@@ -57,6 +57,11 @@ pub struct MachineConfig {
     pub admin_token_sha256: Option<String>,
     /// The kubeadm bootstrap token the machine joins with, "[a-z0-9]{6}.[a-z0-9]{16}".
     pub bootstrap_token: String,
+    /// The cluster CA a joining machine pins (`caCertHashes`), as [`ca_cert_hash`] computes
+    /// it: "sha256:" and 64 lower-case hex digits.
+    ///
+    /// [`ca_cert_hash`]: crate::ca_cert_hash
+    pub ca_cert_hash: String,
     /// Control plane only: the stacked etcd version, e.g. "3.5.21".
     pub etcd_version: Option<String>,
 }
@@ -77,6 +82,7 @@ impl std::fmt::Debug for MachineConfig {
             .field("node_taints", &self.node_taints)
             .field("admin_token_sha256", &self.admin_token_sha256)
             .field("bootstrap_token", &"<redacted>")
+            .field("ca_cert_hash", &self.ca_cert_hash)
             .field("etcd_version", &self.etcd_version)
             .finish()
     }
@@ -90,6 +96,7 @@ impl MachineConfig {
             role: self.role,
             pool: self.pool.clone(),
             admin_token_sha256: self.admin_token_sha256.clone(),
+            ca_cert_hash: (!self.init).then(|| self.ca_cert_hash.clone()),
             etcd_version: self.etcd_version.clone(),
             node_labels: self.node_labels.clone(),
             node_taints: self.node_taints.clone(),
@@ -183,7 +190,7 @@ fn kubeadm_config(c: &MachineConfig) -> Result<String, RenderError> {
                 bootstrap_token: BootstrapTokenDiscovery {
                     api_server_endpoint: &c.control_plane_endpoint,
                     token: &c.bootstrap_token,
-                    unsafe_skip_ca_verification: true,
+                    ca_cert_hashes: vec![&c.ca_cert_hash],
                 },
             },
             node_registration,
@@ -338,8 +345,9 @@ struct Discovery<'a> {
 struct BootstrapTokenDiscovery<'a> {
     api_server_endpoint: &'a str,
     token: &'a str,
-    #[serde(rename = "unsafeSkipCAVerification")]
-    unsafe_skip_ca_verification: bool,
+    /// The cluster CA's public key pin: discovery trusts the API only if its CA matches.
+    #[serde(rename = "caCertHashes")]
+    ca_cert_hashes: Vec<&'a str>,
 }
 
 /// `controlPlane: {}`: join as a control-plane member, advertising the detected address.

@@ -92,6 +92,11 @@ pub enum RenderError {
     /// Two `node_taints` share key and effect, which Node validation rejects.
     #[error("node_taints: {key:?} with effect {effect} appears more than once")]
     DuplicateTaint { key: String, effect: String },
+    /// `ca_cert_hash` is not "sha256:" and 64 lower-case hex digits.
+    #[error(
+        "ca_cert_hash {value:?}: must be sha256: and 64 lower-case hex digits (see ca_cert_hash)"
+    )]
+    CaCertHash { value: String },
     /// `admin_token_sha256` is missing on a control-plane machine.
     #[error("admin_token_sha256: a control-plane machine needs the admin token's hash")]
     AdminTokenMissing,
@@ -239,6 +244,11 @@ pub(crate) fn validate(c: &MachineConfig) -> Result<(), RenderError> {
     }
     if !is_bootstrap_token(&c.bootstrap_token) {
         return Err(RenderError::BootstrapToken);
+    }
+    if !crate::is_ca_cert_hash(&c.ca_cert_hash) {
+        return Err(RenderError::CaCertHash {
+            value: c.ca_cert_hash.clone(),
+        });
     }
     match (&c.etcd_version, control_plane) {
         (Some(_), false) => return Err(RenderError::EtcdVersionOnWorker),

@@ -10,6 +10,7 @@ use slipway_bootstrap::{
 };
 
 const ADMIN_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const CA_PIN: &str = "sha256:54c3a1e817313cec1d9e2de9c341d5b457a0257e73ce3940d6c27fc379271531";
 
 fn init_control_plane() -> MachineConfig {
     MachineConfig {
@@ -26,6 +27,7 @@ fn init_control_plane() -> MachineConfig {
         node_taints: Vec::new(),
         admin_token_sha256: Some(ADMIN_HASH.into()),
         bootstrap_token: "abcdef.0123456789abcdef".into(),
+        ca_cert_hash: CA_PIN.into(),
         etcd_version: Some("3.5.21".into()),
     }
 }
@@ -110,6 +112,7 @@ fn the_simulator_reads_back_each_shape() {
         role: Role::ControlPlane,
         pool: None,
         admin_token_sha256: Some(ADMIN_HASH.into()),
+        ca_cert_hash: None,
         etcd_version: Some("3.5.21".into()),
         node_labels: BTreeMap::new(),
         node_taints: Vec::new(),
@@ -120,6 +123,7 @@ fn the_simulator_reads_back_each_shape() {
         role: Role::Worker,
         pool: Some("gpu".into()),
         admin_token_sha256: None,
+        ca_cert_hash: Some(CA_PIN.into()),
         etcd_version: None,
         node_labels: w.node_labels.clone(),
         node_taints: w.node_taints.clone(),
@@ -130,7 +134,10 @@ fn the_simulator_reads_back_each_shape() {
     );
     assert_eq!(
         Bootstrap::from_user_data(&render(&join_control_plane())),
-        Ok(cp)
+        Ok(Bootstrap {
+            ca_cert_hash: Some(CA_PIN.into()),
+            ..cp
+        })
     );
     assert_eq!(Bootstrap::from_user_data(&render(&w)), Ok(wb));
 }
@@ -242,7 +249,9 @@ fn control_plane_join_is_yaml_with_a_control_plane_join() {
         "payments-apiserver.team-a.internal:6443"
     );
     assert_eq!(discovery["token"], "abcdef.0123456789abcdef");
-    assert_eq!(discovery["unsafeSkipCAVerification"], true);
+    // The join pins the cluster CA; nothing skips verification.
+    assert_eq!(discovery["caCertHashes"], serde_json::json!([CA_PIN]));
+    assert!(discovery.get("unsafeSkipCAVerification").is_none());
 }
 
 #[test]
@@ -502,6 +511,18 @@ fn every_invalid_input_is_named() {
             "bootstrap token secret too short",
             with(worker, |c| c.bootstrap_token = "abcdef.0123456789".into()),
             |e| *e == RenderError::BootstrapToken,
+        ),
+        (
+            "CA pin without its algorithm",
+            with(worker, |c| {
+                c.ca_cert_hash = CA_PIN.trim_start_matches("sha256:").into()
+            }),
+            |e| matches!(e, RenderError::CaCertHash { .. }),
+        ),
+        (
+            "CA pin left empty",
+            with(join_control_plane, |c| c.ca_cert_hash = String::new()),
+            |e| matches!(e, RenderError::CaCertHash { value } if value.is_empty()),
         ),
         (
             "worker with etcd version",

@@ -386,6 +386,9 @@ async fn provider_spec(
         .next()
         .ok_or_else(|| Error::Invalid(format!("cluster {id} has no load balancer yet")))?;
     let control_plane = machine.spec.role == MachineRole::ControlPlane;
+    // Joins pin the CA the cluster's API presents behind its load balancer.
+    let ca_cert_hash = slipway_bootstrap::ca_cert_hash(lb.ca_pem.as_deref().unwrap_or_default())
+        .map_err(|e| Error::Invalid(format!("cluster {id}: load balancer CA: {e}")))?;
     let user_data = render_user_data(&MachineConfig {
         cluster: id.to_string(),
         node_name: machine.name_any(),
@@ -418,6 +421,7 @@ async fn provider_spec(
             .collect(),
         admin_token_sha256: control_plane.then(|| credentials.admin_token_sha256.clone()),
         bootstrap_token: credentials.bootstrap_token.clone(),
+        ca_cert_hash,
         etcd_version: control_plane.then(|| ETCD_VERSION.to_string()),
     })?;
     let mut machine_tags = tags;

@@ -63,6 +63,16 @@ pub struct Known<'a> {
     pub bootstrap: &'a Bootstrap,
 }
 
+/// Whether a machine's `kubeadm join` trusts the cluster's API: its CA pin, when it has one,
+/// matches the CA the API serves with (`ca_pin`). A machine that does not trust it never
+/// joins: no Node, no control-plane member.
+pub fn trusts(bootstrap: &Bootstrap, ca_pin: &str) -> bool {
+    bootstrap
+        .ca_cert_hash
+        .as_deref()
+        .is_none_or(|pin| pin == ca_pin)
+}
+
 /// The name of the Node a machine registers: the Slipway Machine's name when tagged (as a
 /// hostname would be), else the provider's id.
 pub fn node_name(machine: &Machine) -> String {
@@ -370,6 +380,7 @@ mod tests {
             role,
             pool: (role == Role::Worker).then(|| "gpu".to_string()),
             admin_token_sha256: token.map(str::to_string),
+            ca_cert_hash: None,
             etcd_version: None,
             node_labels: BTreeMap::from([("workload".into(), "ml".into())]),
             node_taints: vec![Taint {
@@ -378,6 +389,17 @@ mod tests {
                 effect: "NoSchedule".into(),
             }],
         }
+    }
+
+    #[test]
+    fn a_join_trusts_only_the_ca_it_pinned() {
+        let pin = format!("sha256:{}", "a".repeat(64));
+        let mut b = boot(Role::Worker, None);
+        assert!(trusts(&b, &pin), "no pin: nothing to check");
+        b.ca_cert_hash = Some(pin.clone());
+        assert!(trusts(&b, &pin));
+        b.ca_cert_hash = Some(format!("sha256:{}", "b".repeat(64)));
+        assert!(!trusts(&b, &pin));
     }
 
     #[test]

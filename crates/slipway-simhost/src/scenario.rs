@@ -125,6 +125,8 @@ pub async fn provision(
             role,
             pool: pool.map(|p| p.name.clone()),
             admin_token_sha256: (role == Role::ControlPlane).then(|| token_hash(&req.admin_token)),
+            // The scenario's machines do not pin the CA (the simulator checks pins given).
+            ca_cert_hash: None,
             etcd_version: (role == Role::ControlPlane).then(|| "3.5.21".to_string()),
             node_labels: pool.map(|p| p.labels.clone()).unwrap_or_default(),
             node_taints: pool.map(|p| p.taints.clone()).unwrap_or_default(),

@@ -40,6 +40,8 @@ const WRITE_CONCURRENCY: usize = 32;
 
 /// The simulated clusters on top of a simulated cloud.
 pub struct World {
+    /// The pin (`caCertHashes`) of the CA the simulated clusters' APIs serve with.
+    ca_pin: String,
     host: Arc<WorkloadHost>,
     cloud: Arc<SimCloud>,
     catalog: Catalog,
@@ -62,7 +64,13 @@ impl World {
         let catalog = cloud.sim_catalog().catalog.clone();
         // The clusters' load balancers lead to their APIs on this host.
         cloud.route_load_balancers(host.base_url(), host.ca_pem());
+        // What a join's pin must be: the CA behind every simulated cluster's API.
+        let ca_pin = crate::bootstrap::ca_cert_hash(host.ca_pem()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the workload host's CA cannot be pinned: every pinned join fails");
+            String::new()
+        });
         Arc::new(Self {
+            ca_pin,
             host,
             cloud,
             catalog,
@@ -169,6 +177,13 @@ impl World {
             .enumerate()
             .filter_map(|(i, m)| self.bootstrap_of(m).map(|b| (i, b)))
             .filter(|(_, b)| b.cluster == cluster)
+            .filter(|(i, b)| {
+                let trusted = machines::trusts(b, &self.ca_pin);
+                if !trusted {
+                    tracing::debug!(cluster, machine = %ms[*i].id, "kubeadm join refused: the CA pin does not match the API's CA");
+                }
+                trusted
+            })
             .collect();
         let known: Vec<Known<'_>> = bootstraps
             .iter()
