@@ -1,7 +1,9 @@
 //! The self-service cluster lifecycle, end to end with the real kubectl against `slipway serve`
 //! and its in-process simulated cloud (zero delay): apply a ~20-line Cluster, wait for Ready,
 //! use the cluster with the kubeconfig from its Secret, resize a pool (to zero and back),
-//! relabel it in place, and delete the cluster without leaving anything in the cloud.
+//! relabel it in place, and delete the cluster without leaving anything in the cloud; roll a
+//! pool to a new machine type and arch within maxSurge/maxUnavailable while a workload with a
+//! PodDisruptionBudget keeps running; hold replacement back through a zone outage.
 
 mod common;
 
@@ -49,6 +51,27 @@ fn eventually(what: &str, check: impl FnMut() -> (bool, String)) {
 
 fn cloud_machines(server: &Server) -> String {
     server.sim("machines", &[])
+}
+
+/// The workload cluster's kubeconfig from its `<name>-kubeconfig` Secret, written to a file.
+fn workload_kubeconfig(server: &Server, ns: &str, name: &str) -> std::path::PathBuf {
+    let kubeconfig_b64 = server.kubectl_ok(&[
+        "get",
+        "secret",
+        &format!("{name}-kubeconfig"),
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.data.value}",
+    ]);
+    let kubeconfig = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        kubeconfig_b64.trim(),
+    )
+    .expect("base64 kubeconfig");
+    let path = server.data_dir().join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, kubeconfig).expect("write kubeconfig");
+    path
 }
 
 fn live_cloud_machines(server: &Server) -> usize {
@@ -116,22 +139,7 @@ fn a_cluster_from_one_manifest_to_nothing() {
     assert_eq!(parts[3], "1.33.4", "{status}");
 
     // The kubeconfig Secret opens the cluster to kubectl.
-    let kubeconfig_b64 = server.kubectl_ok(&[
-        "get",
-        "secret",
-        "payments-kubeconfig",
-        "-n",
-        "team-a",
-        "-o",
-        "jsonpath={.data.value}",
-    ]);
-    let kubeconfig = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        kubeconfig_b64.trim(),
-    )
-    .expect("base64 kubeconfig");
-    let kc_path = server.data_dir().join("payments.kubeconfig");
-    std::fs::write(&kc_path, kubeconfig).expect("write kubeconfig");
+    let kc_path = workload_kubeconfig(&server, "team-a", "payments");
     let workload = |args: &[&str]| {
         common::kubectl_with(&kc_path, &kc_path.with_extension("cache"), args, None)
     };
@@ -580,4 +588,203 @@ fn a_zone_outage_holds_replacement_back_until_the_zone_returns() {
     assert_eq!(machine_names(&server, "team-z"), before);
     let events = server.kubectl_ok(&["get", "events", "-n", "team-z", "-o", "json"]);
     assert!(!events.contains("ReplacingMachine"), "{events}");
+}
+
+const ROLLING: &str = r#"
+apiVersion: slipway.dev/v1alpha1
+kind: Cluster
+metadata: {name: roll, namespace: team-r}
+spec:
+  version: "1.33.4"
+  infrastructure: {region: eu-west-1, zones: [eu-west-1a, eu-west-1b, eu-west-1c]}
+  controlPlane: {replicas: 1, machineType: m5.large}
+  upgrade: {maxSurge: 1, maxUnavailable: 0, drainTimeout: 5m}
+  nodePools:
+    - {name: general, machineType: m5.xlarge, replicas: 3, minReplicas: 0, maxReplicas: 6, labels: {workload: general}}
+"#;
+
+const WORKLOAD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {workload: general}
+      containers: [{name: web, image: nginx, resources: {requests: {cpu: 100m}}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: web}}
+"#;
+
+/// One look at the pool during a rollout: (machines, of them being deleted, Ready and not
+/// being deleted, on the new type and Ready).
+fn pool_sample(server: &Server) -> (usize, usize, usize, usize) {
+    let out = server.kubectl_ok(&[
+        "get",
+        "machines",
+        "-n",
+        "team-r",
+        "-l",
+        "slipway.dev/pool=general",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("machines JSON");
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    let ready = |m: &serde_json::Value| {
+        m["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "NodeReady" && c["status"] == "True")
+    };
+    let deleting = |m: &serde_json::Value| m["metadata"]["deletionTimestamp"].is_string();
+    (
+        items.len(),
+        items.iter().filter(|m| deleting(m)).count(),
+        items.iter().filter(|m| ready(m) && !deleting(m)).count(),
+        items
+            .iter()
+            .filter(|m| ready(m) && !deleting(m) && m["spec"]["machineType"] == "m6g.xlarge")
+            .count(),
+    )
+}
+
+#[test]
+fn a_new_machine_type_and_arch_roll_through_a_pool_within_its_surge_and_budget() {
+    let server = start();
+    server.kubectl_ok(&["create", "namespace", "team-r"]);
+    server.apply(ROLLING, &[]);
+    let ready = [
+        "wait",
+        "--for=condition=Ready",
+        "cluster/roll",
+        "-n",
+        "team-r",
+        "--timeout=120s",
+    ];
+    server.kubectl_ok(&ready);
+    let kc = workload_kubeconfig(&server, "team-r", "roll");
+    let workload = |args: &[&str], stdin: Option<&str>| {
+        common::kubectl_with(&kc, &kc.with_extension("cache"), args, stdin)
+    };
+    ok(workload(&["apply", "-f", "-"], Some(WORKLOAD)));
+    let available = || {
+        ok(workload(
+            &[
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ],
+            None,
+        ))
+    };
+    eventually("the workload runs", || {
+        let out = available();
+        (out.trim() == "3", out)
+    });
+    let before: std::collections::BTreeSet<String> = machine_names(&server, "team-r")
+        .lines()
+        .filter(|n| n.contains("-general-"))
+        .map(str::to_string)
+        .collect();
+
+    // amd64 m5.xlarge to arm64 m6g.xlarge: every machine of the pool is replaced.
+    server.kubectl_ok(&[
+        "patch",
+        "cluster",
+        "roll",
+        "-n",
+        "team-r",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/spec/nodePools/0/machineType", "value": "m6g.xlarge"},
+            {"op": "add", "path": "/spec/nodePools/0/arch", "value": "arm64"}]"#,
+    ]);
+    // Throughout: never more than 3 + maxSurge machines (deleting ones count), never fewer
+    // than 3 - maxUnavailable Ready ones.
+    let mut samples = 0;
+    let mut most = 0;
+    eventually("the pool rolls to m6g.xlarge", || {
+        let (total, deleting, ready, new_ready) = pool_sample(&server);
+        samples += 1;
+        most = most.max(total);
+        assert!(
+            total <= 4,
+            "{total} machines in a pool of 3 with maxSurge 1"
+        );
+        assert!(
+            ready >= 3,
+            "{ready} Ready machines in a pool of 3 with maxUnavailable 0"
+        );
+        // The budget holds: evictions never take the workload below minAvailable.
+        let available = available();
+        assert!(
+            available.trim().parse::<u32>().unwrap_or(0) >= 2,
+            "{available} pods available with a PodDisruptionBudget of minAvailable 2"
+        );
+        (
+            total == 3 && deleting == 0 && new_ready == 3,
+            format!("{total} machines, {deleting} deleting, {ready} ready, {new_ready} new"),
+        )
+    });
+    assert!(
+        samples > 1 && most == 4,
+        "the rollout surged ({most} at most over {samples} looks)"
+    );
+    server.kubectl_ok(&ready);
+    let after = machine_names(&server, "team-r");
+    assert!(
+        before.iter().all(|old| !after.contains(old.as_str())),
+        "old machines left: {before:?} vs {after}"
+    );
+
+    // The nodes are arm64 now and the workload moved onto them, drained within its budget.
+    let arches = ok(workload(
+        &[
+            "get",
+            "nodes",
+            "-l",
+            "workload=general",
+            "-o",
+            "jsonpath={.items[*].metadata.labels.kubernetes\\.io/arch}",
+        ],
+        None,
+    ));
+    assert_eq!(
+        arches.split_whitespace().collect::<Vec<_>>(),
+        ["arm64"; 3],
+        "{arches}"
+    );
+    eventually("the workload runs on the new nodes", || {
+        let out = available();
+        (out.trim() == "3", out)
+    });
+    let placed = ok(workload(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+        None,
+    ));
+    for node in placed.split_whitespace() {
+        assert!(
+            !before.contains(node),
+            "a pod still on old node {node}: {placed}"
+        );
+    }
 }
