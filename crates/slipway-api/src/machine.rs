@@ -98,6 +98,10 @@ pub struct MachineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_type: Option<CapacityType>,
 
+    /// Spot machines only: bought on demand when the zone has no spot capacity (see `status.capacityType`). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_to_on_demand: Option<bool>,
+
     /// Kubernetes version the machine's kubelet runs, e.g. `1.33.4`. Required.
     pub version: String,
 
@@ -129,6 +133,10 @@ pub struct MachineStatus {
     /// The machine's private IP address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+
+    /// How the machine was bought: `spot`, or `on-demand` (also for a spot machine that fell back to on-demand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_type: Option<CapacityType>,
 
     /// The node the machine registered as in its cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]

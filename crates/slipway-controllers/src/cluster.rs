@@ -27,8 +27,8 @@ use slipway_runtime::{Action, Controller, Informer, InformerConfig};
 use crate::events::{self, Kind};
 use crate::expectations::Seen;
 use crate::{
-    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, TEMPLATE_LABEL, delete_if_present, deleted,
-    identity, is_true, set_condition, set_finalizer, write_status,
+    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, REMEDIATION_ANNOTATION, TEMPLATE_LABEL,
+    delete_if_present, deleted, identity, is_true, set_condition, set_finalizer, write_status,
 };
 
 /// The Cluster controller, reconciling a Cluster when it or one of its Machines changes.
@@ -237,8 +237,20 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             continue;
         }
         remediating.push(m.name_any());
-        delete_machine(&machines_api, m).await?;
         let why = m.status.as_ref().and_then(|s| s.failure_reason.clone());
+        // Marked first, so that its slot is on record before it starts going.
+        if !m.annotations().contains_key(REMEDIATION_ANNOTATION) {
+            machines_api
+                .patch(
+                    &m.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                        REMEDIATION_ANNOTATION: why.as_deref().unwrap_or("Failed")
+                    }}})),
+                )
+                .await?;
+        }
+        delete_machine(&machines_api, m).await?;
         events::record(
             &ctx,
             &*cluster,
@@ -442,21 +454,28 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         generation,
     );
     let ready = summary.control_plane_ready && pools_ready && !converging;
-    // A machine that cannot get an address names the pool that ran out.
-    let exhausted = machines
-        .iter()
-        .filter(|m| m.meta().deletion_timestamp.is_none())
-        .flat_map(|m| m.status.iter().flat_map(|s| s.conditions.iter().flatten()))
-        .find(|c| {
-            c.type_ == "AddressAllocated"
-                && c.status == slipway_api::cluster::ConditionStatus::False
-                && c.reason.as_deref() == Some("IPPoolExhausted")
-        })
-        .map(|c| c.message.clone().unwrap_or_default());
+    // A machine that cannot get an address names the pool that ran out; one the cloud has
+    // no capacity for names the zone and type.
+    let blocked = |type_: &str, reason: &str| {
+        machines
+            .iter()
+            .filter(|m| m.meta().deletion_timestamp.is_none())
+            .flat_map(|m| m.status.iter().flat_map(|s| s.conditions.iter().flatten()))
+            .find(|c| {
+                c.type_ == type_
+                    && c.status == slipway_api::cluster::ConditionStatus::False
+                    && c.reason.as_deref() == Some(reason)
+            })
+            .map(|c| c.message.clone().unwrap_or_default())
+    };
+    let exhausted = blocked("AddressAllocated", "IPPoolExhausted");
+    let no_capacity = blocked("InfrastructureReady", "CapacityUnavailable");
     let (reason, message) = if ready {
         ("Ready", String::new())
     } else if let Some(message) = exhausted {
         ("IPPoolExhausted", message)
+    } else if let Some(message) = no_capacity {
+        ("CapacityUnavailable", message)
     } else if !summary.control_plane_ready {
         (
             "WaitingForControlPlane",
@@ -651,6 +670,7 @@ async fn create_machine(
                 }
                 slipway_provider::CapacityType::Spot => slipway_api::cluster::CapacityType::Spot,
             }),
+            fallback_to_on_demand: group.fallback_to_on_demand.then_some(true),
             version: desired.version.clone(),
             node_labels: (!group.node_labels.is_empty()).then(|| group.node_labels.clone()),
             node_taints: (!group.node_taints.is_empty()).then(|| group.node_taints.clone()),
@@ -916,7 +936,13 @@ fn summarize(desired: &Desired, machines: &[Arc<Machine>], ctx: &Context) -> Sum
         live.iter().map(|m| {
             (
                 m.spec.machine_type.as_str(),
-                match m.spec.capacity_type {
+                // What was bought (a spot machine may have fallen back to on-demand).
+                match m
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.capacity_type)
+                    .or(m.spec.capacity_type)
+                {
                     Some(slipway_api::cluster::CapacityType::Spot) => {
                         slipway_provider::CapacityType::Spot
                     }

@@ -43,6 +43,9 @@ pub const MACHINE_FINALIZER: &str = "slipway.dev/machine";
 pub const MANAGER: &str = "slipway-controllers";
 /// Annotation on the control-plane Machine that runs `kubeadm init`.
 pub const INIT_ANNOTATION: &str = "slipway.dev/init";
+/// Annotation on a Machine the Cluster controller deletes to replace it for failing (its
+/// failure reason): while it is being deleted it holds one of the fleet-wide slots.
+pub const REMEDIATION_ANNOTATION: &str = "slipway.dev/remediation";
 /// Label on a Machine naming the template its group had when it was created.
 pub const TEMPLATE_LABEL: &str = "slipway.dev/template-hash";
 
@@ -97,7 +100,9 @@ pub struct Context {
     pub config: LifecycleConfig,
     /// The controllers' Prometheus series (register them where `/metrics` is served).
     pub metrics: slipway_runtime::Metrics,
-    /// Machines (`namespace/name`) being replaced for failing, fleet-wide.
+    /// Machines (`namespace/name`) this process decided to replace whose marking the cache may
+    /// not show yet. The durable record is the Machine itself ([`REMEDIATION_ANNOTATION`]
+    /// while it is deleted), so the slots survive a restart.
     remediating: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The Cluster controller's cache of Machines (set when it is built).
     pub(crate) machines: std::sync::OnceLock<slipway_runtime::Store<slipway_api::machine::Machine>>,
@@ -133,12 +138,24 @@ impl Context {
     }
 
     /// Take a fleet-wide remediation slot for machine `key`; false when all are taken.
+    ///
+    /// Slots in use: Machines being deleted with [`REMEDIATION_ANNOTATION`] (from the cache,
+    /// so after a restart too), plus this process's decisions the cache does not show yet.
     pub(crate) fn start_remediation(&self, key: &str) -> bool {
         let mut set = self.remediating();
         if set.contains(key) {
             return true;
         }
-        if set.len() >= self.config.max_remediating {
+        let mut in_use = self
+            .machines
+            .get()
+            .map(|store| remediations_on_record(store.state().iter().map(|m| &**m)))
+            .unwrap_or_default();
+        if in_use.contains(key) {
+            return true;
+        }
+        in_use.extend(set.iter().cloned());
+        if in_use.len() >= self.config.max_remediating {
             return false;
         }
         set.insert(key.to_string());
@@ -158,6 +175,29 @@ impl Context {
     pub(crate) fn end_remediation(&self, key: &str) {
         self.remediating().remove(key);
     }
+}
+
+/// The Machines (`namespace/name`) holding a fleet-wide remediation slot on record: being
+/// deleted, marked with [`REMEDIATION_ANNOTATION`].
+fn remediations_on_record<'a>(
+    machines: impl Iterator<Item = &'a slipway_api::machine::Machine>,
+) -> std::collections::HashSet<String> {
+    machines
+        .filter(|m| {
+            m.metadata.deletion_timestamp.is_some()
+                && m.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(REMEDIATION_ANNOTATION))
+        })
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m.metadata.namespace.as_deref().unwrap_or_default(),
+                m.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// Why a reconcile failed (it is retried with backoff).
@@ -375,4 +415,59 @@ pub(crate) fn now() -> Time {
 /// (unique in the fleet, a DNS subdomain).
 pub fn identity(namespace: &str, name: &str) -> String {
     format!("{namespace}.{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_api::machine::{Machine, MachineRole, MachineSpec};
+
+    fn machine(name: &str, marked: bool, deleting: bool) -> Machine {
+        let mut m = Machine::new(
+            name,
+            MachineSpec {
+                cluster_name: "c".into(),
+                role: MachineRole::Worker,
+                pool: Some("p".into()),
+                zone: "eu-west-1a".into(),
+                machine_type: "m5.large".into(),
+                capacity_type: None,
+                fallback_to_on_demand: None,
+                version: "1.33.4".into(),
+                node_labels: None,
+                node_taints: None,
+            },
+        );
+        m.metadata.namespace = Some("team".into());
+        if marked {
+            m.metadata.annotations = Some(
+                [(REMEDIATION_ANNOTATION.to_string(), "NodeUnhealthy".into())]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        if deleting {
+            m.metadata.deletion_timestamp = Some(now());
+        }
+        m
+    }
+
+    #[test]
+    fn slots_on_record_are_marked_machines_being_deleted() {
+        let machines = [
+            machine("a", true, true),
+            // Marked, the delete not landed yet: the in-process reservation covers it.
+            machine("b", true, false),
+            // Deleted for another reason (scale down, rollout): no slot.
+            machine("c", false, true),
+            machine("d", false, false),
+        ];
+        let on_record = remediations_on_record(machines.iter());
+        assert_eq!(
+            on_record,
+            ["team/a".to_string()]
+                .into_iter()
+                .collect::<std::collections::HashSet<_>>()
+        );
+    }
 }

@@ -171,10 +171,58 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
             };
             let mut spec = provider_spec(&ctx, &machine, &id, &credentials).await?;
             spec.private_ip = address;
-            ctx.provider.create_machine(&uid, spec).await?
+            match ctx.provider.create_machine(&uid, spec.clone()).await {
+                Ok(m) => m,
+                Err(ProviderError::CapacityUnavailable { .. })
+                    if spec.capacity_type == CapacityType::Spot
+                        && machine.spec.fallback_to_on_demand == Some(true) =>
+                {
+                    // The pool's policy: no spot in this zone now, so on demand. The same
+                    // idempotency key: a failed create recorded nothing.
+                    events::record(
+                        &ctx,
+                        &*machine,
+                        Kind::Warning,
+                        "SpotUnavailable",
+                        format!(
+                            "no spot capacity for {} in {}: buying it on demand",
+                            spec.machine_type, spec.zone
+                        ),
+                    )
+                    .await;
+                    spec.capacity_type = CapacityType::OnDemand;
+                    ctx.provider.create_machine(&uid, spec).await?
+                }
+                Err(ProviderError::CapacityUnavailable { zone, machine_type }) => {
+                    // Shown on the Machine (and so on its Cluster) while it waits.
+                    status.phase = Some(MachinePhase::Pending);
+                    set_condition(
+                        &mut conditions,
+                        "InfrastructureReady",
+                        false,
+                        "CapacityUnavailable",
+                        format!(
+                            "no {} capacity for {machine_type} in {zone}",
+                            match spec.capacity_type {
+                                CapacityType::Spot => "spot",
+                                CapacityType::OnDemand => "on-demand",
+                            }
+                        ),
+                        generation,
+                    );
+                    status.conditions = Some(conditions);
+                    write_status(&api, &*machine, machine.status.as_ref(), status).await?;
+                    return Ok(Action::requeue(ctx.config.poll));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     status.provider_id = Some(cloud.id.clone());
+    status.capacity_type = Some(match cloud.spec.capacity_type {
+        CapacityType::Spot => slipway_api::cluster::CapacityType::Spot,
+        CapacityType::OnDemand => slipway_api::cluster::CapacityType::OnDemand,
+    });
     status.address = cloud.status.private_ip.map(|ip| ip.to_string());
     // A machine in a zone that is out is impaired, not gone: the zone may come back. It fails
     // only through the health check, like a node that went NotReady, so that a cluster's

@@ -46,6 +46,8 @@ pub struct Group {
     pub zones: Vec<String>,
     pub machine_type: String,
     pub capacity_type: CapacityType,
+    /// A spot group's machines may be bought on demand where spot capacity is out.
+    pub fallback_to_on_demand: bool,
     pub node_labels: BTreeMap<String, String>,
     pub node_taints: Vec<api::Taint>,
     /// Changes exactly when a machine of the group must be replaced (machine type, capacity
@@ -133,6 +135,7 @@ pub fn resolve(spec: &ClusterSpec, catalog: &Catalog) -> Result<Desired, Vec<Pro
         template_hash: template_hash(&cp_type, CapacityType::OnDemand, &version),
         machine_type: cp_type,
         capacity_type: CapacityType::OnDemand,
+        fallback_to_on_demand: false,
         node_labels: BTreeMap::new(),
         node_taints: Vec::new(),
     };
@@ -192,6 +195,8 @@ pub fn resolve(spec: &ClusterSpec, catalog: &Catalog) -> Result<Desired, Vec<Pro
             template_hash: template_hash(&t, capacity, &version),
             machine_type: t,
             capacity_type: capacity,
+            fallback_to_on_demand: capacity == CapacityType::Spot
+                && pool.fallback_to_on_demand == Some(true),
             node_labels: pool.labels.clone().unwrap_or_default(),
             node_taints: pool.taints.clone().unwrap_or_default(),
         });

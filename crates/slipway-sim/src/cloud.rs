@@ -1400,7 +1400,10 @@ impl Provider for SimCloud {
                 zone: spec.zone.clone(),
                 machine_type: spec.machine_type.clone(),
             };
-            if st.faults.zone_outages.contains(&spec.zone) {
+            if st.faults.zone_outages.contains(&spec.zone)
+                || (spec.capacity_type == CapacityType::Spot
+                    && st.faults.spot_unavailable.contains(&spec.zone))
+            {
                 return Err(unavailable());
             }
             let limit = st

@@ -24,6 +24,9 @@ pub struct Faults {
     pub zone_outages: BTreeSet<String>,
     /// Probability that a running spot machine is interrupted at each spot check.
     pub spot_interruption_rate: f64,
+    /// Zones without spot capacity: spot creates there fail with `CapacityUnavailable`
+    /// (on-demand ones succeed; running spot machines are not affected).
+    pub spot_unavailable: BTreeSet<String>,
     /// Probability that a provider call is answered `Throttled`.
     pub throttle_rate: f64,
     /// The `retry_after` of throttled calls, in milliseconds.
@@ -45,6 +48,7 @@ impl Default for Faults {
             provisioning_failure_rate: 0.0,
             zone_outages: BTreeSet::new(),
             spot_interruption_rate: 0.0,
+            spot_unavailable: BTreeSet::new(),
             throttle_rate: 0.0,
             throttle_retry_after_ms: 1000,
             boot_latency_scale: 1.0,
@@ -66,6 +70,8 @@ pub struct FaultsPatch {
     pub zone_outages: Option<BTreeSet<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spot_interruption_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_unavailable: Option<BTreeSet<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_rate: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +98,9 @@ impl FaultsPatch {
         }
         if let Some(v) = self.spot_interruption_rate {
             f.spot_interruption_rate = v;
+        }
+        if let Some(v) = &self.spot_unavailable {
+            f.spot_unavailable = v.clone();
         }
         if let Some(v) = self.throttle_rate {
             f.throttle_rate = v;
@@ -159,6 +168,13 @@ impl Faults {
             if catalog.catalog.zone(zone).is_none() {
                 return Err(SimError::InvalidFaults(format!(
                     "zoneOutages: unknown zone {zone}"
+                )));
+            }
+        }
+        for zone in &self.spot_unavailable {
+            if catalog.catalog.zone(zone).is_none() {
+                return Err(SimError::InvalidFaults(format!(
+                    "spotUnavailable: unknown zone {zone}"
                 )));
             }
         }

@@ -196,6 +196,12 @@ struct FaultsArgs {
     /// Probability (0..1) that a running spot machine is interrupted at each check.
     #[arg(long)]
     spot_interruption_rate: Option<f64>,
+    /// Run a zone out of spot capacity: spot creates there fail (repeatable).
+    #[arg(long = "spot-unavailable", value_name = "ZONE")]
+    spot_unavailable: Vec<String>,
+    /// Give a zone its spot capacity back (repeatable).
+    #[arg(long = "spot-available", value_name = "ZONE")]
+    spot_available: Vec<String>,
     /// Probability (0..1) that a cloud API call is throttled (429 with Retry-After).
     #[arg(long)]
     throttle_rate: Option<f64>,
@@ -272,6 +278,18 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
                 patch.throttle_rate = Some(0.0);
                 patch.boot_latency_scale = Some(1.0);
                 patch.zone_outages = Some(BTreeSet::new());
+                patch.spot_unavailable = Some(BTreeSet::new());
+            }
+            if !args.spot_unavailable.is_empty() || !args.spot_available.is_empty() {
+                let mut zones = patch
+                    .spot_unavailable
+                    .clone()
+                    .unwrap_or_else(|| current.spot_unavailable.clone());
+                zones.extend(args.spot_unavailable.iter().cloned());
+                for z in &args.spot_available {
+                    zones.remove(z);
+                }
+                patch.spot_unavailable = Some(zones);
             }
             if !args.zone_outage.is_empty() || !args.zone_restore.is_empty() {
                 let mut zones = patch

@@ -788,3 +788,104 @@ fn a_new_machine_type_and_arch_roll_through_a_pool_within_its_surge_and_budget()
         );
     }
 }
+
+const SPOT: &str = r#"
+apiVersion: slipway.dev/v1alpha1
+kind: Cluster
+metadata: {name: bargain, namespace: team-s}
+spec:
+  version: "1.33.4"
+  infrastructure: {region: eu-west-1, zones: [eu-west-1a, eu-west-1b]}
+  controlPlane: {replicas: 1, machineType: m5.large}
+  nodePools:
+    - {name: flexible, machineType: m5.xlarge, capacityType: spot, fallbackToOnDemand: true, replicas: 2, maxReplicas: 4}
+    - {name: strict, machineType: m5.xlarge, capacityType: spot, replicas: 1, maxReplicas: 2, zones: [eu-west-1a]}
+"#;
+
+/// `name capacityType zone` of each Machine of a pool.
+fn bought(server: &Server, pool: &str) -> Vec<String> {
+    let out = server.kubectl_ok(&[
+        "get",
+        "machines",
+        "-n",
+        "team-s",
+        "-l",
+        &format!("slipway.dev/pool={pool}"),
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.capacityType} {.spec.zone}{\"\\n\"}{end}",
+    ]);
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_spot_pool_falls_back_to_on_demand_only_when_its_policy_says_so() {
+    let server = start();
+    server.kubectl_ok(&["create", "namespace", "team-s"]);
+    // Only a spot pool can fall back.
+    let out = server.apply(
+        &SPOT.replace(
+            "name: strict, machineType: m5.xlarge, capacityType: spot,",
+            "name: strict, machineType: m5.xlarge, capacityType: on-demand, fallbackToOnDemand: true,",
+        ),
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("spec.nodePools[1].fallbackToOnDemand") && err.contains("only a spot pool"),
+        "{err}"
+    );
+
+    // No spot in eu-west-1a: the flexible pool's machine there is bought on demand, the
+    // strict pool's waits, and the cluster says why.
+    server.sim("faults", &["--spot-unavailable", "eu-west-1a"]);
+    server.apply(SPOT, &[]);
+    eventually("the flexible pool runs, one machine on demand", || {
+        let mut got = bought(&server, "flexible");
+        got.sort_by_key(|l| l.rsplit(' ').next().map(str::to_string));
+        let shape: Vec<String> = got
+            .iter()
+            .map(|l| l.split_once(' ').map_or("", |(_, rest)| rest).to_string())
+            .collect();
+        (
+            shape == ["on-demand eu-west-1a", "spot eu-west-1b"],
+            format!("{got:?}"),
+        )
+    });
+    eventually("the cluster names the missing capacity", || {
+        let out = server.kubectl_ok(&[
+            "get",
+            "cluster/bargain",
+            "-n",
+            "team-s",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}: {.status.conditions[?(@.type==\"Ready\")].message}",
+        ]);
+        (
+            out.starts_with("CapacityUnavailable: no spot capacity for m5.xlarge in eu-west-1a"),
+            out,
+        )
+    });
+    let events = server.kubectl_ok(&["get", "events", "-n", "team-s", "-o", "json"]);
+    assert!(events.contains("SpotUnavailable"), "{events}");
+    assert_eq!(bought(&server, "strict").len(), 1);
+    let flexible = bought(&server, "flexible");
+
+    // Spot is back: the strict pool gets its spot machine; the on-demand stand-in stays (it
+    // is not outdated, only bought differently).
+    server.sim("faults", &["--spot-available", "eu-west-1a"]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "cluster/bargain",
+        "-n",
+        "team-s",
+        "--timeout=120s",
+    ]);
+    let strict = bought(&server, "strict");
+    assert!(
+        strict.len() == 1 && strict[0].ends_with(" spot eu-west-1a"),
+        "{strict:?}"
+    );
+    assert_eq!(bought(&server, "flexible"), flexible);
+}

@@ -234,6 +234,10 @@ pub struct NodePool {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_type: Option<CapacityType>,
 
+    /// Spot pools only: when a zone has no spot capacity, buy that machine on demand instead of waiting. The stand-in keeps its place until it is replaced (a rollout, a failure); a replacement tries spot again. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_to_on_demand: Option<bool>,
+
     /// Zones for this pool's machines, a subset of spec.infrastructure.zones. Unset: the cluster's zones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]

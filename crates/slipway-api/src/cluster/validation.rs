@@ -232,6 +232,15 @@ fn validate_pools(
             }
         }
         validate_pool_sizes(pool, &at, errs);
+        if pool.fallback_to_on_demand == Some(true)
+            && pool.capacity_type != Some(super::CapacityType::Spot)
+        {
+            errs.push(FieldError::invalid(
+                &at.child("fallbackToOnDemand"),
+                &Value::Bool(true),
+                "only a spot pool (capacityType: spot) can fall back to on-demand",
+            ));
+        }
         if let Some(zones) = &pool.zones {
             let mut seen = HashSet::new();
             for (z, zone) in zones.iter().enumerate() {
