@@ -216,6 +216,25 @@ struct FaultsArgs {
     clear: bool,
 }
 
+/// A set of zones after `add` and `remove` (from `patched`, else `current`); `patched` itself
+/// when neither names a zone.
+fn toggled(
+    patched: Option<BTreeSet<String>>,
+    current: &BTreeSet<String>,
+    add: &[String],
+    remove: &[String],
+) -> Option<BTreeSet<String>> {
+    if add.is_empty() && remove.is_empty() {
+        return patched;
+    }
+    let mut zones = patched.unwrap_or_else(|| current.clone());
+    zones.extend(add.iter().cloned());
+    for z in remove {
+        zones.remove(z);
+    }
+    Some(zones)
+}
+
 /// The endpoints a simulator using `data_dir` recorded when it started.
 pub fn read_endpoints(data_dir: &Path) -> anyhow::Result<Endpoints> {
     let path = endpoints_path(data_dir);
@@ -291,17 +310,18 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
                 }
                 patch.spot_unavailable = Some(zones);
             }
-            if !args.zone_outage.is_empty() || !args.zone_restore.is_empty() {
-                let mut zones = patch
-                    .zone_outages
-                    .clone()
-                    .unwrap_or_else(|| current.zone_outages.clone());
-                zones.extend(args.zone_outage.iter().cloned());
-                for z in &args.zone_restore {
-                    zones.remove(z);
-                }
-                patch.zone_outages = Some(zones);
-            }
+            patch.zone_outages = toggled(
+                patch.zone_outages.take(),
+                &current.zone_outages,
+                &args.zone_outage,
+                &args.zone_restore,
+            );
+            patch.spot_unavailable = toggled(
+                patch.spot_unavailable.take(),
+                &current.spot_unavailable,
+                &args.spot_unavailable,
+                &args.spot_available,
+            );
             let faults = if patch == FaultsPatch::default() {
                 current
             } else {
