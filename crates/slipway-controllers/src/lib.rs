@@ -56,7 +56,8 @@ pub struct LifecycleConfig {
     pub concurrency: usize,
     /// How soon to look again while something converges.
     pub poll: Duration,
-    /// How often a converged object is looked at again.
+    /// How often a converged object is looked at again (a safety net: changes arrive as
+    /// events, from the platform API and from the workload clusters' Node watches).
     pub resync: Duration,
     /// Stop replacing failed machines of a cluster when more than this share of its machines
     /// is unhealthy (a zone outage must not trigger a replacement storm).
@@ -80,7 +81,7 @@ impl Default for LifecycleConfig {
         Self {
             concurrency: 16,
             poll: Duration::from_secs(2),
-            resync: Duration::from_secs(60),
+            resync: Duration::from_secs(600),
             max_unhealthy: 0.4,
             remediation_settle: Duration::from_secs(10),
             max_remediating: 50,

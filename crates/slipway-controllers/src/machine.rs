@@ -23,6 +23,7 @@ use slipway_runtime::{Action, Controller, InformerConfig};
 use crate::cluster::{Credentials, kubeconfig_secret_name};
 use crate::events::{self, Kind};
 use crate::ipam::{self, Allocation};
+use crate::workload::CachedNode;
 use crate::{
     Context, Error, INIT_ANNOTATION, MACHINE_FINALIZER, identity, now, set_condition,
     set_finalizer, write_status,
@@ -34,12 +35,18 @@ pub const DRAIN_STARTED_ANNOTATION: &str = "slipway.dev/drain-started";
 pub const ETCD_VERSION: &str = "3.5.21";
 
 /// The Machine controller.
+///
+/// Node events of the workload clusters requeue the Machine of the same name, so a Ready
+/// machine is not polled: its node's changes come to it.
 pub fn controller(ctx: Arc<Context>) -> Controller<Machine> {
+    let (triggers, keys) = tokio::sync::mpsc::unbounded_channel();
+    ctx.workloads.set_triggers(triggers);
     Controller::new(
         "machine",
         Api::all(Arc::clone(&ctx.client)),
         InformerConfig::default(),
     )
+    .reconcile_on(keys)
     .with_metrics(ctx.metrics.clone())
     .with_config(ctx.controller_config())
 }
@@ -397,10 +404,12 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         .await;
     }
     write_status(&api, &*machine, machine.status.as_ref(), status).await?;
-    // A failed machine is still looked at: the cloud may bring it back (a zone outage ends)
-    // before the Cluster controller replaces it, or while replacing is held back.
+    // A Ready machine waits for a change (its Node's come through the Node watch; the
+    // controller's resync is the safety net). A failed machine is still looked at: the cloud
+    // may bring it back (a zone outage ends) before the Cluster controller replaces it, or
+    // while replacing is held back.
     Ok(if node_ready {
-        Action::requeue(ctx.config.resync)
+        Action::await_change()
     } else {
         Action::requeue(ctx.config.poll)
     })
@@ -517,9 +526,15 @@ async fn node_state(
 ) -> Result<Option<bool>, String> {
     let client = ctx.workloads.get(id, &credentials.kubeconfig).await?;
     let nodes: kube::Api<Node> = kube::Api::all(client);
-    let node = match nodes.get_opt(node_name).await {
-        Ok(n) => n,
-        Err(e) => return Err(e.to_string()),
+    let ns = machine.namespace().unwrap_or_default();
+    let node = match ctx
+        .workloads
+        .node(id, &credentials.kubeconfig, &ns, node_name)
+        .await?
+    {
+        CachedNode::Known(node) => node.map(|n| (*n).clone()),
+        // Not watched yet, or the watch is failing: the API says how things stand.
+        CachedNode::Unknown => nodes.get_opt(node_name).await.map_err(|e| e.to_string())?,
     };
     let Some(node) = node else {
         return Ok(None);

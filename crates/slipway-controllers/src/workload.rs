@@ -1,50 +1,192 @@
-//! Clients of the workload clusters, built from the kubeconfigs the platform wrote for them
-//! and kept while the kubeconfig stays the same.
+//! The workload clusters, as the controllers see them: a kube-rs client per cluster, built
+//! from the kubeconfig the platform wrote for it and kept while that kubeconfig stays the
+//! same, and a watch of the cluster's Nodes (as Cluster API's ClusterCacheTracker keeps one).
+//!
+//! The Node watch makes a machine's health pushed instead of polled: the Machine controller
+//! reads nodes from the cache, and every Node event requeues the Machine of the same name, so
+//! a Ready machine needs no periodic look at its node. While the watch is not listed yet, or
+//! is failing (the cluster is unreachable), readers fall back to asking the API, which says
+//! what is wrong.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use sha2::{Digest, Sha256};
+use slipway_runtime::ObjectKey;
+use tokio::sync::mpsc::UnboundedSender;
 
-/// kube-rs clients by cluster identity.
+/// Clients and Node caches by cluster identity.
 #[derive(Default)]
 pub struct WorkloadClients {
-    clients: Mutex<HashMap<String, (String, kube::Client)>>,
+    clusters: Mutex<HashMap<String, Entry>>,
+    /// Where Node events go: the Machine controller's queue (keys `namespace/node name`).
+    triggers: OnceLock<UnboundedSender<ObjectKey>>,
+}
+
+struct Entry {
+    digest: String,
+    client: kube::Client,
+    /// The same cluster with a read timeout that outlasts a quiet watch call.
+    watch_client: kube::Client,
+    nodes: Option<NodeCache>,
+}
+
+/// One cluster's Node watch.
+struct NodeCache {
+    store: reflector::Store<Node>,
+    /// Listed, and the last watch call succeeded.
+    healthy: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for NodeCache {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the Node cache of a cluster knows about one node.
+pub enum CachedNode {
+    /// The cache is listed and healthy: the node as it is (None: no such node).
+    Known(Option<Arc<Node>>),
+    /// Not listed yet, or the watch is failing: ask the API.
+    Unknown,
 }
 
 impl WorkloadClients {
+    /// Send Node events to `triggers` (set once, by the Machine controller's builder).
+    pub fn set_triggers(&self, triggers: UnboundedSender<ObjectKey>) {
+        let _ = self.triggers.set(triggers);
+    }
+
     /// The client of cluster `identity` for `kubeconfig` (built on first use or when the
-    /// kubeconfig changed).
+    /// kubeconfig changed; a new client drops the old Node watch).
     pub async fn get(&self, identity: &str, kubeconfig: &str) -> Result<kube::Client, String> {
         let digest = hex::encode(Sha256::digest(kubeconfig.as_bytes()));
-        if let Some((d, client)) = self.lock().get(identity)
-            && *d == digest
+        if let Some(entry) = self.lock().get(identity)
+            && entry.digest == digest
         {
-            return Ok(client.clone());
+            return Ok(entry.client.clone());
         }
         let parsed = kube::config::Kubeconfig::from_yaml(kubeconfig).map_err(|e| e.to_string())?;
-        let config = kube::Config::from_custom_kubeconfig(
+        let mut config = kube::Config::from_custom_kubeconfig(
             parsed,
             &kube::config::KubeConfigOptions::default(),
         )
         .await
         .map_err(|e| e.to_string())?;
-        let mut config = config;
         config.connect_timeout = Some(std::time::Duration::from_secs(5));
+        let mut watch_config = config.clone();
         config.read_timeout = Some(std::time::Duration::from_secs(15));
+        // A watch call lasts up to 290 s (kube-rs asks for that) and may be quiet throughout.
+        watch_config.read_timeout = Some(std::time::Duration::from_secs(330));
         let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        self.lock()
-            .insert(identity.to_string(), (digest, client.clone()));
+        let watch_client = kube::Client::try_from(watch_config).map_err(|e| e.to_string())?;
+        self.lock().insert(
+            identity.to_string(),
+            Entry {
+                digest,
+                client: client.clone(),
+                watch_client,
+                nodes: None,
+            },
+        );
         Ok(client)
     }
 
-    /// Forget cluster `identity` (deleted).
+    /// Node `name` of cluster `identity` (whose Machines live in `namespace`) from the Node
+    /// cache, which is started on first use.
+    pub async fn node(
+        &self,
+        identity: &str,
+        kubeconfig: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<CachedNode, String> {
+        self.get(identity, kubeconfig).await?;
+        let mut clusters = self.lock();
+        let Some(entry) = clusters.get_mut(identity) else {
+            return Ok(CachedNode::Unknown);
+        };
+        let cache = entry
+            .nodes
+            .get_or_insert_with(|| self.watch(entry.watch_client.clone(), namespace));
+        if !cache.healthy.load(Ordering::Acquire) {
+            return Ok(CachedNode::Unknown);
+        }
+        let key = reflector::ObjectRef::<Node>::new(name);
+        Ok(CachedNode::Known(cache.store.get(&key)))
+    }
+
+    /// Start the Node watch of one cluster.
+    fn watch(&self, client: kube::Client, namespace: &str) -> NodeCache {
+        let (store, writer) = reflector::store();
+        let healthy = Arc::new(AtomicBool::new(false));
+        let triggers = self.triggers.get().cloned();
+        let namespace = namespace.to_string();
+        let flag = Arc::clone(&healthy);
+        let reader = store.clone();
+        let task = tokio::spawn(async move {
+            let api: kube::Api<Node> = kube::Api::all(client);
+            let stream = reflector(
+                writer,
+                watcher(api, watcher::Config::default()).default_backoff(),
+            );
+            let mut stream = std::pin::pin!(stream);
+            let trigger = |node: &Node| {
+                if let (Some(tx), Some(name)) = (&triggers, node.metadata.name.as_deref()) {
+                    let _ = tx.send(ObjectKey::namespaced(&namespace, name));
+                }
+            };
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => {
+                        flag.store(true, Ordering::Release);
+                        trigger(&node);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        flag.store(true, Ordering::Release);
+                        // A relist may have missed changes: every node's Machine looks again.
+                        for node in reader.state() {
+                            trigger(&node);
+                        }
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                    Err(error) => {
+                        if flag.swap(false, Ordering::AcqRel) {
+                            tracing::debug!(%error, "workload cluster Node watch failing");
+                            // Its Machines find out (by asking the API) that it is unreachable.
+                            for node in reader.state() {
+                                trigger(&node);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        NodeCache {
+            store,
+            healthy,
+            task,
+        }
+    }
+
+    /// Forget cluster `identity` (deleted): its client and Node watch go.
     pub fn forget(&self, identity: &str) {
         self.lock().remove(identity);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, kube::Client)>> {
-        self.clients
+    /// How many clusters have a Node watch running.
+    pub fn watched(&self) -> usize {
+        self.lock().values().filter(|e| e.nodes.is_some()).count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.clusters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -211,6 +211,24 @@ where
         self
     }
 
+    /// Reconcile the objects whose keys arrive on `keys` (events from outside the platform
+    /// API, such as a workload cluster's Nodes).
+    pub fn reconcile_on(
+        mut self,
+        mut keys: tokio::sync::mpsc::UnboundedReceiver<ObjectKey>,
+    ) -> Self {
+        self.sources
+            .push(Box::new(move |queue: WorkQueue<ObjectKey>| {
+                async move {
+                    while let Some(key) = keys.recv().await {
+                        queue.add(key);
+                    }
+                }
+                .boxed()
+            }));
+        self
+    }
+
     /// Run until `shutdown` completes: then stop taking work, let in-flight reconciles finish
     /// (up to [`ControllerConfig::shutdown_timeout`]) and return.
     ///

@@ -99,9 +99,9 @@ struct ServeArgs {
     /// At most this many machines are being replaced for failing at once, fleet-wide.
     #[arg(long, default_value_t = 50)]
     max_remediating: usize,
-    /// How often a converged Cluster or Machine is looked at again (a Machine's node is read
-    /// from its workload cluster then).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// How often a converged Cluster or Machine is looked at again, as a safety net: changes
+    /// arrive as events (the platform API's, and each workload cluster's Node watch).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
     resync: Duration,
     /// Serve the kinds of a simulated workload cluster (Node, Pod, Deployment, ReplicaSet,
     /// PodDisruptionBudget, ...) instead of the platform API: for testing those kinds with
