@@ -291,10 +291,16 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
     // Whether the workload cluster answered about the node: an unreachable control plane says
     // nothing about the health of a worker, so it is not judged then.
     let mut observed = false;
+    // Whether the answer came from the cluster's Node watch (then the node's changes will
+    // come to this Machine, and only the health check's clock needs a timer).
+    let mut watched = false;
+    // When the health check would fail the node if nothing changes.
+    let mut judged_at = None;
     if infra_ready {
         match node_state(&ctx, &id, &credentials, &name, &machine).await {
-            Ok(Some(ready)) => {
+            Ok((Some(ready), from_watch)) => {
                 observed = true;
+                watched = from_watch;
                 node_ready = ready;
                 status.node_name = Some(name.clone());
                 set_condition(
@@ -310,8 +316,9 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
                     generation,
                 );
             }
-            Ok(None) => {
+            Ok((None, from_watch)) => {
                 observed = true;
+                watched = from_watch;
                 set_condition(
                     &mut conditions,
                     "NodeReady",
@@ -369,6 +376,10 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
             ready: false,
             since,
         };
+        judged_at = Some(slipway_lifecycle::health::judged_at(
+            observed,
+            ctx.config.health,
+        ));
         if let Some((reason, message)) = slipway_lifecycle::health::unhealthy(
             observed,
             jiff::Timestamp::now().as_second(),
@@ -403,13 +414,26 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         )
         .await;
     }
+    let failed = status.phase == Some(MachinePhase::Failed);
+    let joining = status.node_name.is_none();
     write_status(&api, &*machine, machine.status.as_ref(), status).await?;
     // A Ready machine waits for a change (its Node's come through the Node watch; the
     // controller's resync is the safety net). A failed machine is still looked at: the cloud
     // may bring it back (a zone outage ends) before the Cluster controller replaces it, or
     // while replacing is held back.
+    // A node that has not joined yet, watched through the Node watch: its registration comes
+    // as an event, so it is looked at less often (the cloud may still take its machine away
+    // meanwhile), and no later than the health check's deadline. A registered node that is
+    // not Ready is polled: its machine's state may be changing at the provider.
     Ok(if node_ready {
         Action::await_change()
+    } else if let (true, true, Some(at), false) = (watched, joining, judged_at, failed) {
+        let wait = at.saturating_sub(jiff::Timestamp::now().as_second()).max(1);
+        Action::requeue(
+            Duration::from_secs(u64::try_from(wait).unwrap_or(1))
+                .min(ctx.config.poll * 10)
+                .min(ctx.config.resync),
+        )
     } else {
         Action::requeue(ctx.config.poll)
     })
@@ -515,15 +539,15 @@ fn subnet_region(ctx: &Context, zone: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Whether the machine's node is Ready (`None`: not registered), and its labels and taints
-/// brought to the Machine's.
+/// Whether the machine's node is Ready (`None`: not registered), and whether that came from
+/// the cluster's Node watch; its labels and taints brought to the Machine's.
 async fn node_state(
     ctx: &Context,
     id: &str,
     credentials: &Credentials,
     node_name: &str,
     machine: &Machine,
-) -> Result<Option<bool>, String> {
+) -> Result<(Option<bool>, bool), String> {
     let client = ctx.workloads.get(id, &credentials.kubeconfig).await?;
     let nodes: kube::Api<Node> = kube::Api::all(client);
     let ns = machine.namespace().unwrap_or_default();
@@ -532,12 +556,15 @@ async fn node_state(
         .node(id, &credentials.kubeconfig, &ns, node_name)
         .await?
     {
-        CachedNode::Known(node) => node.map(|n| (*n).clone()),
+        CachedNode::Known(node) => (node.map(|n| (*n).clone()), true),
         // Not watched yet, or the watch is failing: the API says how things stand.
-        CachedNode::Unknown => nodes.get_opt(node_name).await.map_err(|e| e.to_string())?,
+        CachedNode::Unknown => (
+            nodes.get_opt(node_name).await.map_err(|e| e.to_string())?,
+            false,
+        ),
     };
-    let Some(node) = node else {
-        return Ok(None);
+    let (Some(node), watched) = node else {
+        return Ok((None, node.1));
     };
     let ready = node
         .status
@@ -599,7 +626,7 @@ async fn node_state(
             .await
             .map_err(|e| e.to_string())?;
     }
-    Ok(Some(ready))
+    Ok((Some(ready), watched))
 }
 
 /// Drain the node (unless the whole cluster goes), delete it, delete the provider machine,

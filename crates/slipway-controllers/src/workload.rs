@@ -142,10 +142,22 @@ impl WorkloadClients {
                     let _ = tx.send(ObjectKey::namespaced(&namespace, name));
                 }
             };
+            // What the Machine controller reads of each node: events that change none of it
+            // (heartbeats, pod CIDRs, images) wake nobody.
+            let mut seen: HashMap<String, u64> = HashMap::new();
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(watcher::Event::Apply(node) | watcher::Event::Delete(node)) => {
+                    Ok(watcher::Event::Apply(node)) => {
                         flag.store(true, Ordering::Release);
+                        let name = node.metadata.name.clone().unwrap_or_default();
+                        let print = fingerprint(&node);
+                        if seen.insert(name, print) != Some(print) {
+                            trigger(&node);
+                        }
+                    }
+                    Ok(watcher::Event::Delete(node)) => {
+                        flag.store(true, Ordering::Release);
+                        seen.remove(node.metadata.name.as_deref().unwrap_or_default());
                         trigger(&node);
                     }
                     Ok(watcher::Event::InitDone) => {
@@ -189,5 +201,67 @@ impl WorkloadClients {
         self.clusters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A digest of what the Machine controller reads of a node: its Ready status, labels and
+/// taints.
+fn fingerprint(node: &Node) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.as_str());
+    ready.hash(&mut h);
+    node.metadata.labels.hash(&mut h);
+    if let Some(taints) = node.spec.as_ref().and_then(|s| s.taints.as_ref()) {
+        for t in taints {
+            (&t.key, &t.value, &t.effect).hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_the_machine_reads_changes_the_fingerprint() {
+        let mut node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n", "labels": {"a": "b"}},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}
+        }))
+        .expect("node");
+        let base = fingerprint(&node);
+        node.metadata.resource_version = Some("9".into());
+        node.status
+            .as_mut()
+            .expect("status")
+            .conditions
+            .as_mut()
+            .expect("conditions")[0]
+            .last_heartbeat_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        ));
+        assert_eq!(fingerprint(&node), base, "a heartbeat is not news");
+        node.status
+            .as_mut()
+            .expect("status")
+            .conditions
+            .as_mut()
+            .expect("conditions")[0]
+            .status = "True".into();
+        let ready = fingerprint(&node);
+        assert_ne!(ready, base);
+        node.metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert("c".into(), "d".into());
+        assert_ne!(fingerprint(&node), ready);
     }
 }

@@ -73,6 +73,20 @@ pub fn unhealthy(
     })
 }
 
+/// When [`unhealthy`] would first fail `node` if nothing about it changes (Unix seconds): the
+/// controller need not look before then unless something happens.
+pub fn judged_at(node: NodeObservation, timeouts: HealthTimeouts) -> i64 {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let startup = node.running_since.saturating_add(secs(timeouts.startup));
+    let not_ready = node.since.saturating_add(secs(timeouts.unhealthy));
+    let was_ready = node.registered && node.since > node.running_since;
+    match (node.registered, was_ready) {
+        (false, _) => startup,
+        (true, true) => not_ready,
+        (true, false) => startup.max(not_ready),
+    }
+}
+
 /// Whether a failed machine's instance is gone for good (it never booted, its spot capacity
 /// was reclaimed, the cloud terminated it), as opposed to unhealthy in a way that may pass (a
 /// node NotReady or never joined, a zone out). Replacing a gone machine cannot make anything
@@ -122,6 +136,20 @@ mod tests {
         ];
         for (n, now, want) in cases {
             assert_eq!(unhealthy(n, now, T).map(|(r, _)| r), want, "{n:?} at {now}");
+        }
+    }
+
+    #[test]
+    fn judged_at_is_the_first_moment_unhealthy_fails_the_node() {
+        for n in [
+            node(false, false, 0),
+            node(true, false, 0),
+            node(true, false, 100),
+            node(true, false, 5_000),
+        ] {
+            let at = judged_at(n, T);
+            assert!(unhealthy(n, at - 1, T).is_none(), "{n:?} before {at}");
+            assert!(unhealthy(n, at, T).is_some(), "{n:?} at {at}");
         }
     }
 

@@ -228,7 +228,7 @@ fn converged(server: &Server, want: &BTreeMap<String, Want>, pooled: bool) -> (b
             problems.push(format!("{n} {kind} for {} clusters", want.len()));
         }
     }
-    problems.truncate(20);
+    problems.truncate(60);
     (problems.is_empty(), problems.join("\n"))
 }
 
