@@ -162,9 +162,27 @@ impl WorkloadClients {
                     }
                     Ok(watcher::Event::InitDone) => {
                         flag.store(true, Ordering::Release);
-                        // A relist may have missed changes: every node's Machine looks again.
-                        for node in reader.state() {
-                            trigger(&node);
+                        // A relist (the first list, or after a watch could not resume) may
+                        // have missed changes: the Machines of nodes that changed or went
+                        // look again, the others are not woken.
+                        let listed = reader.state();
+                        let names: std::collections::HashSet<&str> = listed
+                            .iter()
+                            .filter_map(|n| n.metadata.name.as_deref())
+                            .collect();
+                        seen.retain(|name, _| {
+                            let kept = names.contains(name.as_str());
+                            if !kept && let Some(tx) = &triggers {
+                                let _ = tx.send(ObjectKey::namespaced(&namespace, name));
+                            }
+                            kept
+                        });
+                        for node in &listed {
+                            let name = node.metadata.name.clone().unwrap_or_default();
+                            let print = fingerprint(node);
+                            if seen.insert(name, print) != Some(print) {
+                                trigger(node);
+                            }
                         }
                     }
                     Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
