@@ -137,28 +137,33 @@ impl WorkloadClients {
                 watcher(api, watcher::Config::default()).default_backoff(),
             );
             let mut stream = std::pin::pin!(stream);
-            let trigger = |node: &Node| {
-                if let (Some(tx), Some(name)) = (&triggers, node.metadata.name.as_deref()) {
+            let trigger = |name: &str| {
+                if let Some(tx) = &triggers {
                     let _ = tx.send(ObjectKey::namespaced(&namespace, name));
                 }
             };
+            let name_of = |node: &Node| node.metadata.name.clone().unwrap_or_default();
             // What the Machine controller reads of each node: events that change none of it
             // (heartbeats, pod CIDRs, images) wake nobody.
             let mut seen: HashMap<String, u64> = HashMap::new();
+            let wake_if_changed = |seen: &mut HashMap<String, u64>, node: &Node| {
+                let print = fingerprint(node);
+                let name = name_of(node);
+                if seen.insert(name.clone(), print) != Some(print) {
+                    trigger(&name);
+                }
+            };
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(watcher::Event::Apply(node)) => {
                         flag.store(true, Ordering::Release);
-                        let name = node.metadata.name.clone().unwrap_or_default();
-                        let print = fingerprint(&node);
-                        if seen.insert(name, print) != Some(print) {
-                            trigger(&node);
-                        }
+                        wake_if_changed(&mut seen, &node);
                     }
                     Ok(watcher::Event::Delete(node)) => {
                         flag.store(true, Ordering::Release);
-                        seen.remove(node.metadata.name.as_deref().unwrap_or_default());
-                        trigger(&node);
+                        let name = name_of(&node);
+                        seen.remove(&name);
+                        trigger(&name);
                     }
                     Ok(watcher::Event::InitDone) => {
                         flag.store(true, Ordering::Release);
@@ -172,17 +177,13 @@ impl WorkloadClients {
                             .collect();
                         seen.retain(|name, _| {
                             let kept = names.contains(name.as_str());
-                            if !kept && let Some(tx) = &triggers {
-                                let _ = tx.send(ObjectKey::namespaced(&namespace, name));
+                            if !kept {
+                                trigger(name);
                             }
                             kept
                         });
                         for node in &listed {
-                            let name = node.metadata.name.clone().unwrap_or_default();
-                            let print = fingerprint(node);
-                            if seen.insert(name, print) != Some(print) {
-                                trigger(node);
-                            }
+                            wake_if_changed(&mut seen, node);
                         }
                     }
                     Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
@@ -191,7 +192,7 @@ impl WorkloadClients {
                             tracing::debug!(%error, "workload cluster Node watch failing");
                             // Its Machines find out (by asking the API) that it is unreachable.
                             for node in reader.state() {
-                                trigger(&node);
+                                trigger(&name_of(&node));
                             }
                         }
                     }
@@ -208,11 +209,6 @@ impl WorkloadClients {
     /// Forget cluster `identity` (deleted): its client and Node watch go.
     pub fn forget(&self, identity: &str) {
         self.lock().remove(identity);
-    }
-
-    /// How many clusters have a Node watch running.
-    pub fn watched(&self) -> usize {
-        self.lock().values().filter(|e| e.nodes.is_some()).count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
