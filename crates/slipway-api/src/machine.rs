@@ -146,6 +146,11 @@ pub struct MachineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_since: Option<Time>,
 
+    /// When the machine's node was first Ready: from then on its startup is over, and the
+    /// health check judges it by the unhealthy timeout alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_node_ready_time: Option<Time>,
+
     /// Why the machine failed, in CamelCase (e.g. `SpotInterruption`, `ZoneOutage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,

@@ -360,6 +360,11 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
             generation,
         );
     }
+    if node_ready && status.first_node_ready_time.is_none() {
+        status.first_node_ready_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        ));
+    }
     // Health: a node that never joined, or stayed NotReady too long, fails the machine.
     if observed
         && !node_ready
@@ -374,6 +379,7 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
             running_since: running.as_second(),
             registered: status.node_name.is_some(),
             ready: false,
+            was_ready: status.first_node_ready_time.is_some(),
             since,
         };
         judged_at = Some(slipway_lifecycle::health::judged_at(

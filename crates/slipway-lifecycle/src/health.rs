@@ -12,6 +12,9 @@ pub struct NodeObservation {
     pub registered: bool,
     /// Whether the node is Ready.
     pub ready: bool,
+    /// Whether the node has been Ready at some time since the machine ran (then the startup
+    /// allowance is over).
+    pub was_ready: bool,
     /// Since when the node has been in its current readiness (the NodeReady condition's
     /// last transition).
     pub since: i64,
@@ -47,9 +50,8 @@ pub fn unhealthy(
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let running_for = now.saturating_sub(node.running_since);
     let not_ready_for = now.saturating_sub(node.since);
-    // NotReady since after it started running: it was Ready once (the condition's transition
-    // time moves only when its status does), so the startup allowance is over.
-    let was_ready = node.registered && node.since > node.running_since;
+    // Ready once: the startup allowance is over.
+    let was_ready = node.registered && node.was_ready;
     if running_for < secs(timeouts.startup) && !was_ready {
         return None;
     }
@@ -79,8 +81,7 @@ pub fn judged_at(node: NodeObservation, timeouts: HealthTimeouts) -> i64 {
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let startup = node.running_since.saturating_add(secs(timeouts.startup));
     let not_ready = node.since.saturating_add(secs(timeouts.unhealthy));
-    let was_ready = node.registered && node.since > node.running_since;
-    match (node.registered, was_ready) {
+    match (node.registered, node.registered && node.was_ready) {
         (false, _) => startup,
         (true, true) => not_ready,
         (true, false) => startup.max(not_ready),
@@ -113,7 +114,16 @@ mod tests {
             running_since: 0,
             registered,
             ready,
+            was_ready: false,
             since,
+        }
+    }
+
+    /// A registered node that was Ready and has been NotReady since `since`.
+    fn was_ready(since: i64) -> NodeObservation {
+        NodeObservation {
+            was_ready: true,
+            ..node(true, false, since)
         }
     }
 
@@ -126,13 +136,21 @@ mod tests {
             (node(true, true, 0), 10_000, None),
             (node(true, false, 0), 599, None),
             // Registered, went NotReady late: the unhealthy timeout counts from then.
-            (node(true, false, 5_000), 5_299, None),
-            (node(true, false, 5_000), 5_300, Some("NodeUnhealthy")),
+            (was_ready(5_000), 5_299, None),
+            (was_ready(5_000), 5_300, Some("NodeUnhealthy")),
             // Ready, then NotReady early in its life: the unhealthy timeout alone counts.
-            (node(true, false, 100), 399, None),
-            (node(true, false, 100), 400, Some("NodeUnhealthy")),
+            (was_ready(100), 399, None),
+            (was_ready(100), 400, Some("NodeUnhealthy")),
+            // Ready and NotReady again within the second it started running (timestamps are
+            // whole seconds): still the unhealthy timeout alone.
+            (was_ready(0), 299, None),
+            (was_ready(0), 300, Some("NodeUnhealthy")),
             // Registered but never Ready: after the startup timeout, as long NotReady.
             (node(true, false, 0), 600, Some("NodeUnhealthy")),
+            (node(true, false, 100), 599, None),
+            (node(true, false, 100), 600, Some("NodeUnhealthy")),
+            (node(true, false, 400), 699, None),
+            (node(true, false, 400), 700, Some("NodeUnhealthy")),
         ];
         for (n, now, want) in cases {
             assert_eq!(unhealthy(n, now, T).map(|(r, _)| r), want, "{n:?} at {now}");
@@ -145,7 +163,10 @@ mod tests {
             node(false, false, 0),
             node(true, false, 0),
             node(true, false, 100),
-            node(true, false, 5_000),
+            node(true, false, 400),
+            was_ready(0),
+            was_ready(100),
+            was_ready(5_000),
         ] {
             let at = judged_at(n, T);
             assert!(unhealthy(n, at - 1, T).is_none(), "{n:?} before {at}");

@@ -125,9 +125,12 @@ impl Server {
             cmd.arg("--controllers=false");
         }
         cmd.args(&self.extra);
-        cmd.env("SLIPWAY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.env(
+            "SLIPWAY_LOG",
+            std::env::var("SLIPWAY_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn slipway serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
