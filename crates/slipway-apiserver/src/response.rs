@@ -54,7 +54,11 @@ impl Reply {
 
     pub fn error(err: ApiError) -> Self {
         let status = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
+        // 503 is a state the server reports on purpose (a simulated workload API without
+        // quorum, a store that is catching up), not a fault of the server.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::debug!(code = err.code, reason = err.reason, message = %err.message, "request refused");
+        } else if status.is_server_error() {
             tracing::warn!(code = err.code, reason = err.reason, message = %err.message, "request failed");
         }
         let mut reply = Self::json(status, &err.to_status());

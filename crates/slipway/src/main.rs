@@ -10,6 +10,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod bench_fleet;
 mod bench_sim;
+mod cli;
+mod demo;
 mod sim;
 mod stores;
 
@@ -27,6 +29,8 @@ use clap::{Parser, Subcommand};
     about = "Kubernetes cluster fleets as a declarative API"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: cli::Global,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,12 +43,14 @@ enum Command {
     Sim(sim::SimCommand),
     /// Run a benchmark scenario and print its figures.
     Bench(bench::BenchArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// Where Slipway keeps its state: the SQLite database, certificates, tokens, kubeconfig.
-    #[arg(long, default_value = "./slipway-data", env = "SLIPWAY_DATA_DIR")]
+    /// The global `--data-dir` (set after parsing).
+    #[arg(skip)]
     pub data_dir: PathBuf,
     /// Store backend: `sqlite` (embedded, default) or `etcd` (needs the `etcd` build feature).
     #[arg(long, default_value = "sqlite")]
@@ -73,6 +79,10 @@ struct ServeArgs {
     /// Events the watch cache keeps for watchers resuming from a resourceVersion.
     #[arg(long, default_value_t = 100_000)]
     watch_window: usize,
+    /// Load the demo fleet from `examples/` (four tiers' classes, a dozen clusters over two
+    /// regions) and run the simulator at a speed that shows clusters coming up in seconds.
+    #[arg(long)]
+    demo: bool,
     /// Do not run the simulated cloud in this process (e.g. it runs as `slipway sim serve`).
     #[arg(long)]
     no_sim: bool,
@@ -148,10 +158,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The client commands print what they did; their logs are only for trouble.
+    let default_log = if matches!(cli.command, Command::Client(_)) {
+        "warn,kube_client=off"
+    } else {
+        // kube-rs logs every failed call of the controllers' workload clients at ERROR; the
+        // controllers report what matters in conditions and their own logs.
+        "info,kube_client=off"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -159,10 +177,25 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let data_dir = cli.global.data_dir_or_default();
         match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Sim(args) => sim::run(args).await,
+            Command::Serve(mut args) => {
+                args.store.data_dir = data_dir;
+                if args.demo && args.sim.time_scale.is_none() {
+                    args.sim.time_scale = Some(demo::TIME_SCALE);
+                }
+                serve(args).await
+            }
+            Command::Sim(args) => sim::run(args, &data_dir).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Client(command) => {
+                if let Err(e) = cli::run(command, &cli.global).await {
+                    // A person reads this: the whole chain, no backtrace.
+                    eprintln!("error: {e:#}");
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
         }
     })
 }
@@ -272,6 +305,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!(
             "              faults: slipway sim faults --data-dir {} --help",
             args.store.data_dir.display()
+        );
+    }
+    if args.demo {
+        if controllers.is_none() {
+            anyhow::bail!("--demo needs the controllers and the in-process simulator");
+        }
+        let clusters = demo::load(&running.kubeconfig)
+            .await
+            .context("loading the demo fleet")?;
+        let kubeconfig = running.kubeconfig.display();
+        let data_dir = args.store.data_dir.display();
+        eprintln!();
+        eprintln!(
+            "Demo fleet: {clusters} clusters in 4 tiers over eu-west-1 and us-east-1 are coming up."
+        );
+        eprintln!("  dashboard:  https://{}/ui/", running.local_addr);
+        eprintln!("              log in with the admin token: grep token: {kubeconfig}");
+        eprintln!("  watch:      slipway --data-dir {data_dir} get clusters -A -w");
+        eprintln!("  pools:      slipway --data-dir {data_dir} get pools -A -o wide");
+        eprintln!(
+            "  a tree:     slipway --data-dir {data_dir} describe cluster payments-eu -n team-payments"
+        );
+        eprintln!(
+            "  scale:      slipway --data-dir {data_dir} scale cluster payments-eu -n team-payments --pool general --size 5 --wait"
+        );
+        eprintln!("  kubectl:    kubectl --kubeconfig {kubeconfig} get clusters -A");
+        eprintln!(
+            "  a fault:    slipway --data-dir {data_dir} sim faults --zone-outage us-east-1a"
         );
     }
     tokio::select! {

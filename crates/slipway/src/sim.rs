@@ -158,15 +158,10 @@ struct KubeconfigArgs {
     /// The admin token its control plane was bootstrapped with.
     #[arg(long, env = "SLIPWAY_SIM_TOKEN")]
     token: String,
-    #[arg(long, default_value = "./slipway-data", env = "SLIPWAY_DATA_DIR")]
-    data_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
 struct SimServeArgs {
-    /// Where the simulator keeps its state (under `DIR/sim`).
-    #[arg(long, default_value = "./slipway-data", env = "SLIPWAY_DATA_DIR")]
-    data_dir: PathBuf,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -176,8 +171,6 @@ struct ClientArgs {
     /// The simulated cloud's API; default: the one recorded in `DATA_DIR/sim/endpoints.json`.
     #[arg(long)]
     sim_url: Option<String>,
-    #[arg(long, default_value = "./slipway-data", env = "SLIPWAY_DATA_DIR")]
-    data_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -248,33 +241,34 @@ pub fn read_endpoints(data_dir: &Path) -> anyhow::Result<Endpoints> {
 }
 
 impl ClientArgs {
-    fn provider(&self) -> anyhow::Result<HttpProvider> {
+    fn provider(&self, data_dir: &Path) -> anyhow::Result<HttpProvider> {
         let url = match &self.sim_url {
             Some(u) => u.clone(),
-            None => read_endpoints(&self.data_dir)?.cloud_api,
+            None => read_endpoints(data_dir)?.cloud_api,
         };
         HttpProvider::new(&url).map_err(|e| anyhow::anyhow!("--sim-url: {e}"))
     }
 }
 
-pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
+/// Run `slipway sim ...` with the simulator's state under `data_dir`.
+pub async fn run(cmd: SimCommand, data_dir: &Path) -> anyhow::Result<()> {
     match cmd.command {
         SimSub::Serve(args) => {
-            let running = start(&args.data_dir, &args.sim).await?;
+            let running = start(data_dir, &args.sim).await?;
             eprintln!("Slipway simulator running");
             eprintln!("  cloud API:         {}", running.endpoints.cloud_api);
             eprintln!(
                 "  workload clusters: {}/clusters/<name>",
                 running.endpoints.clusters
             );
-            eprintln!("  state:             {}", sim_dir(&args.data_dir).display());
+            eprintln!("  state:             {}", sim_dir(data_dir).display());
             tokio::signal::ctrl_c().await?;
             eprintln!("shutting down");
             running.shutdown().await;
             Ok(())
         }
         SimSub::Faults(args) => {
-            let provider = args.client.provider()?;
+            let provider = args.client.provider(data_dir)?;
             let current = provider
                 .faults()
                 .await
@@ -334,8 +328,8 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SimSub::Kubeconfig(args) => {
-            let endpoints = read_endpoints(&args.data_dir)?;
-            let ca_path = sim_dir(&args.data_dir).join("pki").join("ca.crt");
+            let endpoints = read_endpoints(data_dir)?;
+            let ca_path = sim_dir(data_dir).join("pki").join("ca.crt");
             let ca = std::fs::read_to_string(&ca_path)
                 .with_context(|| format!("reading the simulator's CA {}", ca_path.display()))?;
             let url = format!(
@@ -356,7 +350,7 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SimSub::Machines(args) => {
-            let provider = args.provider()?;
+            let provider = args.provider(data_dir)?;
             let machines = provider
                 .list_machines(&Default::default())
                 .await
@@ -391,7 +385,7 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SimSub::Inventory(args) => {
-            let provider = args.provider()?;
+            let provider = args.provider(data_dir)?;
             let all = Default::default();
             let inventory = serde_json::json!({
                 "networks": provider.list_networks(&all).await.map_err(|e| anyhow::anyhow!("listing networks: {e}"))?,

@@ -32,7 +32,7 @@ pub fn resource() -> ResourceDef {
     })
 }
 
-/// Names are DNS-1123 labels; `status.phase` defaults to `Active`.
+/// Names are DNS-1123 labels; `spec` defaults to `{}` and `status.phase` to `Active`.
 pub struct NamespaceStrategy;
 
 impl Strategy for NamespaceStrategy {
@@ -40,6 +40,14 @@ impl Strategy for NamespaceStrategy {
         let Some(root) = obj.as_object_mut() else {
             return;
         };
+        // Always present, as server-side apply's merge leaves it: a create and a later apply
+        // of the same manifest give the same object.
+        let spec = root
+            .entry("spec")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if spec.is_null() {
+            *spec = Value::Object(Map::new());
+        }
         let status = root
             .entry("status")
             .or_insert_with(|| Value::Object(Map::new()));
