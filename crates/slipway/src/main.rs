@@ -320,8 +320,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!(
             "Demo fleet: {clusters} clusters in 4 tiers over eu-west-1 and us-east-1 are coming up."
         );
-        eprintln!("  dashboard:  https://{}/ui/", running.local_addr);
-        eprintln!("              log in with the admin token: grep token: {kubeconfig}");
         eprintln!("  watch:      slipway --data-dir {data_dir} get clusters -A -w");
         eprintln!("  pools:      slipway --data-dir {data_dir} get pools -A -o wide");
         eprintln!(
