@@ -252,23 +252,20 @@ mod tests {
         .expect("node");
         let base = fingerprint(&node);
         node.metadata.resource_version = Some("9".into());
-        node.status
-            .as_mut()
-            .expect("status")
-            .conditions
-            .as_mut()
-            .expect("conditions")[0]
-            .last_heartbeat_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            jiff::Timestamp::now(),
-        ));
+        fn ready(node: &mut Node) -> &mut k8s_openapi::api::core::v1::NodeCondition {
+            &mut node
+                .status
+                .as_mut()
+                .expect("status")
+                .conditions
+                .as_mut()
+                .expect("conditions")[0]
+        }
+        ready(&mut node).last_heartbeat_time = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        );
         assert_eq!(fingerprint(&node), base, "a heartbeat is not news");
-        node.status
-            .as_mut()
-            .expect("status")
-            .conditions
-            .as_mut()
-            .expect("conditions")[0]
-            .status = "True".into();
+        ready(&mut node).status = "True".into();
         let ready = fingerprint(&node);
         assert_ne!(ready, base);
         node.metadata

@@ -18,25 +18,8 @@ fn slipway(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
     cmd.arg("--data-dir")
         .arg(server.data_dir())
         .args(args)
-        .env_remove("KUBECONFIG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn slipway");
-    if let Some(text) = stdin {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("write stdin");
-    }
-    child.wait_with_output().expect("slipway output")
+        .env_remove("KUBECONFIG");
+    common::run_with_stdin(cmd, stdin)
 }
 
 fn ok(server: &Server, args: &[&str]) -> String {

