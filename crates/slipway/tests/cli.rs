@@ -47,8 +47,9 @@ fn failing(server: &Server, args: &[&str], stdin: Option<&str>) -> String {
 /// column padding they changed squeezed.
 fn redact(text: &str) -> String {
     let rules = [
-        (r"\b\d+(y|d\d*h?|h\d*m?|m\d*s?|s)\b", "<age>"),
+        // Generated suffixes first: `-12d45` is a name, not an age.
         (r"-[0-9a-f]{5}\b", "-<id>"),
+        (r"\b\d+(y|d\d*h?|h\d*m?|m\d*s?|s)\b", "<age>"),
         (r"\b10\.\d+\.\d+\.\d+\b", "<ip>"),
         (r"\bi-[0-9a-f]{17}\b", "<provider-id>"),
     ];
