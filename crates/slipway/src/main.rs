@@ -223,6 +223,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.store.data_dir.display()
     );
     eprintln!("  kubeconfig: {}", running.kubeconfig.display());
+    eprintln!("  dashboard:  https://{}/ui/", running.local_addr);
     eprintln!(
         "  try:        kubectl --kubeconfig {} api-resources",
         running.kubeconfig.display()
