@@ -496,18 +496,16 @@ pub fn cluster_body(p: &ClusterPage<'_>) -> String {
         }
     );
     out.push_str(
-        "<table><thead><tr><th scope=\"col\">Group</th><th scope=\"col\">Ready</th>\
-         <th scope=\"col\" class=\"num\">Ready / desired</th><th scope=\"col\">At wanted version</th>\
+        "<table><thead><tr><th scope=\"col\">Group</th><th scope=\"col\">Ready / desired</th>\
+         <th scope=\"col\">At wanted version</th>\
          <th scope=\"col\" class=\"num\">Machines</th><th scope=\"col\" class=\"num\">Leaving</th></tr></thead><tbody>",
     );
     for g in &groups {
-        let id = format!("progress-{}", segment(&g.name));
         put!(
             out,
-            "<tr data-group=\"{name}\"><th scope=\"row\" id=\"{id}\">{name}</th>\
-             <td><progress max=\"{desired}\" value=\"{ready}\" aria-labelledby=\"{id}\"></progress></td>\
-             <td class=\"num\">{ready} / {desired}</td>\
-             <td><progress max=\"{machines}\" value=\"{at}\" aria-label=\"{name}: at the wanted version\"></progress> {at} / {machines}</td>\
+            "<tr data-group=\"{name}\"><th scope=\"row\">{name}</th>\
+             <td class=\"ready\"><progress max=\"{desired}\" value=\"{ready}\" aria-label=\"{name}: ready\"></progress> {ready} / {desired}</td>\
+             <td class=\"version\"><progress max=\"{machines}\" value=\"{at}\" aria-label=\"{name}: at the wanted version\"></progress> {at} / {machines}</td>\
              <td class=\"num\">{machines}</td><td class=\"num\">{deleting}</td></tr>",
             name = escape(&g.name),
             desired = g.desired,
