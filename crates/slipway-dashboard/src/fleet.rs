@@ -606,6 +606,12 @@ mod tests {
         );
     }
 
+    /// A development cluster in eu-west-1 without capacity for `mins` minutes.
+    fn broken(name: &str, mins: i64) -> Cluster {
+        let ready = cond("Ready", ConditionStatus::False, "CapacityUnavailable", mins);
+        cluster(name, "development", "eu-west-1", "1.33.4", vec![ready])
+    }
+
     #[test]
     fn summary_counts_and_orders_attention_first() {
         let clusters = vec![
@@ -618,30 +624,8 @@ mod tests {
                 vec![cond("Ready", ConditionStatus::False, "WaitingForNodes", 1)],
             ),
             cluster("ok-2", "production", "eu-west-1", "1.33.10", ready()),
-            cluster(
-                "broken",
-                "development",
-                "eu-west-1",
-                "1.33.4",
-                vec![cond(
-                    "Ready",
-                    ConditionStatus::False,
-                    "CapacityUnavailable",
-                    5,
-                )],
-            ),
-            cluster(
-                "broken-longer",
-                "development",
-                "eu-west-1",
-                "1.33.4",
-                vec![cond(
-                    "Ready",
-                    ConditionStatus::False,
-                    "CapacityUnavailable",
-                    50,
-                )],
-            ),
+            broken("broken", 5),
+            broken("broken-longer", 50),
         ];
         let s = FleetSummary::new(&clusters, &[], now());
         assert_eq!(s.clusters, 5);

@@ -114,6 +114,19 @@ impl Dashboard {
         session::cookie(headers, session::COOKIE).is_some_and(|id| self.sessions.valid(id))
     }
 
+    /// Let a page request through: `Ok(fragment)` when signed in (whether it asks for its
+    /// sections only); otherwise the login redirect for a page, 401 for the script's refetch.
+    fn gate(&self, req: &Request) -> Result<bool, Response> {
+        let fragment = wants_fragment(req.uri().query());
+        if self.signed_in(req.headers()) {
+            Ok(fragment)
+        } else if fragment {
+            Err(unauthorized())
+        } else {
+            Err(redirect("/ui/login"))
+        }
+    }
+
     async fn list<T: DeserializeOwned>(
         &self,
         group: &str,
@@ -207,6 +220,22 @@ async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
+/// A page, or only its sections when the live script asks for them.
+fn answer(fragment: bool, title: &str, scope: Scope<'_>, body: String) -> Response {
+    if fragment {
+        html(StatusCode::OK, body)
+    } else {
+        html(StatusCode::OK, render::page(title, scope, true, &body))
+    }
+}
+
+fn unavailable(title: &str, error: &str) -> Response {
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        render::message(title, error),
+    )
+}
+
 /// Whether the page asks for its sections only (the live script's refetch).
 fn wants_fragment(req_query: Option<&str>) -> bool {
     req_query.is_some_and(|q| {
@@ -219,14 +248,10 @@ fn now() -> jiff::Timestamp {
 }
 
 async fn overview(State(d): Shared, req: Request) -> Response {
-    let fragment = wants_fragment(req.uri().query());
-    if !d.signed_in(req.headers()) {
-        return if fragment {
-            unauthorized()
-        } else {
-            redirect("/ui/login")
-        };
-    }
+    let fragment = match d.gate(&req) {
+        Ok(fragment) => fragment,
+        Err(refused) => return refused,
+    };
     let loaded = async {
         let clusters: Vec<Cluster> = d.list("slipway.dev", "v1alpha1", "clusters", None).await?;
         let machines: Vec<Machine> = d.list("slipway.dev", "v1alpha1", "machines", None).await?;
@@ -238,12 +263,7 @@ async fn overview(State(d): Shared, req: Request) -> Response {
     .await;
     let (clusters, machines, classes) = match loaded {
         Ok(x) => x,
-        Err(e) => {
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                render::message("Cannot read the fleet", &e),
-            );
-        }
+        Err(e) => return unavailable("Cannot read the fleet", &e),
     };
     let body = render::overview_body(&render::Overview {
         clusters: &clusters,
@@ -251,14 +271,7 @@ async fn overview(State(d): Shared, req: Request) -> Response {
         classes: &classes,
         now: now(),
     });
-    if fragment {
-        html(StatusCode::OK, body)
-    } else {
-        html(
-            StatusCode::OK,
-            render::page("Fleet", Scope::Overview, true, &body),
-        )
-    }
+    answer(fragment, "Fleet", Scope::Overview, body)
 }
 
 async fn cluster(
@@ -266,14 +279,10 @@ async fn cluster(
     Path((namespace, name)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let fragment = wants_fragment(req.uri().query());
-    if !d.signed_in(req.headers()) {
-        return if fragment {
-            unauthorized()
-        } else {
-            redirect("/ui/login")
-        };
-    }
+    let fragment = match d.gate(&req) {
+        Ok(fragment) => fragment,
+        Err(refused) => return refused,
+    };
     let loaded = async {
         let clusters: Vec<Cluster> = d
             .list("slipway.dev", "v1alpha1", "clusters", Some(&namespace))
@@ -310,12 +319,7 @@ async fn cluster(
                 ),
             );
         }
-        Err(e) => {
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                render::message("Cannot read the cluster", &e),
-            );
-        }
+        Err(e) => return unavailable("Cannot read the cluster", &e),
     };
     let body = render::cluster_body(&render::ClusterPage {
         cluster: &cluster,
@@ -323,22 +327,11 @@ async fn cluster(
         events: &events,
         now: now(),
     });
-    if fragment {
-        html(StatusCode::OK, body)
-    } else {
-        html(
-            StatusCode::OK,
-            render::page(
-                &name,
-                Scope::Cluster {
-                    namespace: &namespace,
-                    name: &name,
-                },
-                true,
-                &body,
-            ),
-        )
-    }
+    let scope = Scope::Cluster {
+        namespace: &namespace,
+        name: &name,
+    };
+    answer(fragment, &name, scope, body)
 }
 
 /// Whether an event is about the cluster `name` or one of its machines.

@@ -82,6 +82,26 @@ fn namespace(server: &Server, name: &str) {
     ok(server.kubectl(&["create", "namespace", name]));
 }
 
+/// Set the size of a cluster's first node pool with kubectl.
+fn scale(server: &Server, namespace: &str, name: &str, replicas: u32) {
+    let patch = format!(
+        r#"[{{"op": "replace", "path": "/spec/nodePools/0/replicas", "value": {replicas}}}]"#
+    );
+    ok(server.kubectl(&[
+        "patch", "cluster", name, "-n", namespace, "--type", "json", "-p", &patch,
+    ]));
+}
+
+/// Wait until the page's live stream is open.
+fn wait_live(b: &mut Browser) {
+    b.wait_until(
+        "the live stream to connect",
+        "document.getElementById('live').textContent === 'Live'",
+        "document.getElementById('live').textContent",
+        Duration::from_secs(10),
+    );
+}
+
 /// Sign in through the form with `token`.
 fn sign_in(b: &mut Browser, token: &str) {
     let token = serde_json::to_string(token).expect("json string");
@@ -137,12 +157,7 @@ fn dashboard_in_chromium() {
     );
     assert!(b.eval("!!document.querySelector('tr[data-cluster=\"team-a/web\"]')") == true);
     assert!(b.eval("!!document.querySelector('svg.chart g[data-version=\"1.33.4\"]')") == true);
-    b.wait_until(
-        "the live stream to connect",
-        "document.getElementById('live').textContent === 'Live'",
-        "document.getElementById('live').textContent",
-        Duration::from_secs(10),
-    );
+    wait_live(&mut b);
 
     // A cluster created with kubectl appears on the open overview without a reload.
     b.eval("window.__noReload = true");
@@ -198,24 +213,9 @@ fn dashboard_in_chromium() {
 
     // Scaling the pool with kubectl shows on the open page: the progress view converges to
     // the new size, without a reload.
-    b.wait_until(
-        "the live stream to connect on the cluster page",
-        "document.getElementById('live').textContent === 'Live'",
-        "document.getElementById('live').textContent",
-        Duration::from_secs(10),
-    );
+    wait_live(&mut b);
     b.eval("window.__noReload = true");
-    ok(server.kubectl(&[
-        "patch",
-        "cluster",
-        "web",
-        "-n",
-        "team-a",
-        "--type",
-        "json",
-        "-p",
-        r#"[{"op": "replace", "path": "/spec/nodePools/0/replicas", "value": 4}]"#,
-    ]));
+    scale(&server, "team-a", "web", 4);
     b.wait_until(
         "the pool's new size on the open page",
         "document.querySelector('#progress tr[data-group=\"general\"] td.ready').textContent.trim().endsWith('/ 4')",
@@ -323,30 +323,10 @@ fn screenshots() {
     for (ns, name, ..) in fleet {
         wait_ready(&server, ns, name);
     }
-    // A zone goes out under one cluster, and another is scaled up into it.
+    // A zone goes out under one cluster while its pool grows; another pool grows elsewhere.
     server.sim("faults", &["--zone-outage", "ap-southeast-1a"]);
-    ok(server.kubectl(&[
-        "patch",
-        "cluster",
-        "training",
-        "-n",
-        "team-ml",
-        "--type",
-        "json",
-        "-p",
-        r#"[{"op": "replace", "path": "/spec/nodePools/0/replicas", "value": 5}]"#,
-    ]));
-    ok(server.kubectl(&[
-        "patch",
-        "cluster",
-        "search-prod",
-        "-n",
-        "team-search",
-        "--type",
-        "json",
-        "-p",
-        r#"[{"op": "replace", "path": "/spec/nodePools/0/replicas", "value": 6}]"#,
-    ]));
+    scale(&server, "team-ml", "training", 5);
+    scale(&server, "team-search", "search-prod", 6);
     std::thread::sleep(Duration::from_secs(3));
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
@@ -355,19 +335,9 @@ fn screenshots() {
     b.goto(&format!("{base}/ui/login"));
     sign_in(&mut b, &admin_token(&server));
     assert_eq!(b.text("location.pathname"), "/ui/");
-    b.wait_until(
-        "live",
-        "document.getElementById('live').textContent === 'Live'",
-        "document.getElementById('live').textContent",
-        Duration::from_secs(10),
-    );
+    wait_live(&mut b);
     b.screenshot(&dir.join("overview.png"), 1280);
     b.goto(&format!("{base}/ui/clusters/team-ml/training"));
-    b.wait_until(
-        "live",
-        "document.getElementById('live').textContent === 'Live'",
-        "document.getElementById('live').textContent",
-        Duration::from_secs(10),
-    );
+    wait_live(&mut b);
     b.screenshot(&dir.join("cluster.png"), 1280);
 }
