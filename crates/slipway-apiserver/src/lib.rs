@@ -107,6 +107,21 @@ impl ApiServer {
     }
 }
 
+impl ApiServer {
+    /// [`ApiServer::router`] plus the web dashboard under `/ui`. The dashboard authenticates
+    /// its own requests (a session cookie from its login form, or the same bearer tokens as
+    /// the API), so its routes are merged outside the API's bearer-token middleware: a layer
+    /// wraps only the routes (and fallback) added before it.
+    pub fn router_with_dashboard(self: &Arc<Self>) -> Router {
+        let server = Arc::clone(self);
+        let dashboard = slipway_dashboard::Dashboard::new(
+            Arc::clone(&self.registry),
+            Arc::new(move |token: &str| server.tokens.authenticate(token).is_some()),
+        );
+        self.router().merge(dashboard.router())
+    }
+}
+
 /// Paths anyone may read, as kube-apiserver's `system:public-info-viewer` allows.
 fn is_public(path: &str) -> bool {
     matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
@@ -369,7 +384,7 @@ pub async fn serve(registry: Arc<Registry>, config: &ServeConfig) -> Result<Runn
     let (tokens, kubeconfig) =
         pki::ensure_admin_kubeconfig(&config.data_dir, &pki::client_url(local_addr), &cert.ca_pem)?;
     let server = ApiServer::new(registry, tokens);
-    let task = spawn_https(listener, &cert, server.router())?;
+    let task = spawn_https(listener, &cert, server.router_with_dashboard())?;
     Ok(Running {
         local_addr,
         kubeconfig,
@@ -462,4 +477,85 @@ async fn accept_loop(listener: TcpListener, tls: Arc<rustls::ServerConfig>, rout
 /// Where `slipway serve` keeps its admin kubeconfig.
 pub fn admin_kubeconfig_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.kubeconfig")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    async fn status_of(router: &Router, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut req = http::Request::get(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let response = router
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (response.status(), location)
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_does_its_own_auth_and_the_api_still_requires_a_token() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            slipway_store::sqlite::SqliteStore::open(&dir.path().join("store.db")).expect("store");
+        let registry = Registry::start(
+            Arc::new(store),
+            slipway_api::resources(),
+            Default::default(),
+        )
+        .await
+        .expect("registry");
+        let token = "the-admin-token".to_string();
+        let tokens = pki::Tokens::single(
+            &hex::encode(pki::hash_token(&token)),
+            pki::User {
+                name: "admin".to_string(),
+                groups: vec!["system:masters".to_string()],
+            },
+        )
+        .expect("tokens");
+        let router = ApiServer::new(registry, tokens).router_with_dashboard();
+        // Without a token: the API refuses, the dashboard sends the browser to its login.
+        assert_eq!(
+            status_of(&router, "/api/v1/namespaces", None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_of(&router, "/ui/", None).await,
+            (StatusCode::SEE_OTHER, "/ui/login".to_string())
+        );
+        assert_eq!(
+            status_of(&router, "/ui/login", None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_of(&router, "/ui/api/events?x", None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        // The API's own tokens open both.
+        assert_eq!(
+            status_of(&router, "/api/v1/namespaces", Some(&token))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_of(&router, "/ui/", Some(&token)).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status_of(&router, "/ui/", Some("wrong")).await.0,
+            StatusCode::SEE_OTHER
+        );
+    }
 }

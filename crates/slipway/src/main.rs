@@ -256,6 +256,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.store.data_dir.display()
     );
     eprintln!("  kubeconfig: {}", running.kubeconfig.display());
+    eprintln!("  dashboard:  https://{}/ui/", running.local_addr);
     eprintln!(
         "  try:        kubectl --kubeconfig {} api-resources",
         running.kubeconfig.display()
@@ -320,6 +321,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!(
             "Demo fleet: {clusters} clusters in 4 tiers over eu-west-1 and us-east-1 are coming up."
         );
+        eprintln!("  dashboard:  https://{}/ui/", running.local_addr);
+        eprintln!("              sign in with the admin token: grep token: {kubeconfig}");
+        eprintln!("              (the certificate is the server's own CA: accept it once)");
         eprintln!("  watch:      slipway --data-dir {data_dir} get clusters -A -w");
         eprintln!("  pools:      slipway --data-dir {data_dir} get pools -A -o wide");
         eprintln!(
