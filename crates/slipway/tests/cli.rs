@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{Backend, Server};
+use serde_json::json;
 
 /// `slipway ARGS` with the server's kubeconfig found through `--data-dir`.
 fn slipway(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
@@ -211,6 +212,48 @@ fn a_cluster_from_apply_to_delete_through_the_cli() {
             &["get", "pools", "payments/general", "-n", "team-a"]
         ))
         .contains("general  m5.xlarge  on-demand  4/4")
+    );
+    // A pool prints as its cluster, its spec and what was observed of it.
+    let pool: serde_json::Value = serde_json::from_str(&ok(
+        &server,
+        &[
+            "get",
+            "pools",
+            "payments/general",
+            "-n",
+            "team-a",
+            "-o",
+            "json",
+        ],
+    ))
+    .expect("a pool as JSON");
+    assert_eq!(
+        (
+            &pool["cluster"],
+            &pool["namespace"],
+            &pool["pool"]["name"],
+            &pool["pool"]["replicas"],
+            &pool["status"]["readyReplicas"]
+        ),
+        (
+            &json!("payments"),
+            &json!("team-a"),
+            &json!("general"),
+            &json!(4),
+            &json!(4)
+        )
+    );
+    assert_eq!(
+        ok(&server, &["get", "pools", "-n", "team-a", "-o", "name"]),
+        "pool/payments/general\npool/payments/arm\n"
+    );
+    assert_eq!(
+        failing(
+            &server,
+            &["get", "pools", "payments/gpu", "-n", "team-a", "-o", "yaml"],
+            None
+        ),
+        "error: cluster payments has no pool \"gpu\"; its pools are: general, arm\n"
     );
     let err = failing(
         &server,

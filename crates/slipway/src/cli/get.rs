@@ -8,6 +8,7 @@ use kube::api::ListParams;
 use kube::runtime::watcher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use slipway_api::cluster::{Cluster, Condition, ConditionStatus};
 use slipway_api::clusterclass::ClusterClass;
 use slipway_api::machine::Machine;
@@ -43,9 +44,28 @@ pub enum Format {
 }
 
 /// One kind's table: headers and a row per object (several for pools).
-pub trait Rows: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug {
+pub trait Rows:
+    kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug
+{
     fn headers(wide: bool) -> Vec<&'static str>;
     fn rows(&self, wide: bool) -> Vec<Vec<String>>;
+
+    /// The error for a `CLUSTER/POOL` that names no pool of this object.
+    fn missing_pool(&self, _pool: &str) -> Option<anyhow::Error> {
+        None
+    }
+
+    /// What `-o yaml|json|name` prints for this object: `(name, document)` pairs, and
+    /// whether they are API objects (so that several print as a kubectl `List`).
+    fn documents(&self, _pool: Option<&str>) -> anyhow::Result<(Vec<(String, Value)>, bool)> {
+        let name = format!(
+            "{}.{}/{}",
+            Self::kind(&()).to_ascii_lowercase(),
+            Self::group(&()),
+            self.name_any()
+        );
+        Ok((vec![(name, serde_json::to_value(self)?)], true))
+    }
 }
 
 pub async fn run(conn: &Conn, args: &GetArgs) -> anyhow::Result<()> {
@@ -125,6 +145,12 @@ where
         }
     };
     objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+    if let Some(error) = pool
+        .as_deref()
+        .and_then(|p| objects.iter().find_map(|o| o.missing_pool(p)))
+    {
+        return Err(error);
+    }
     let keep_pool = |row: &Vec<String>| {
         pool.as_ref()
             .is_none_or(|p| row.get(usize::from(all) + 1) == Some(p))
@@ -165,7 +191,12 @@ where
             widths = Some(w);
         }
         Format::Yaml | Format::Json | Format::Name => {
-            print_objects(&objects, format, name.is_some() && !args.watch)?;
+            print_objects(
+                &objects,
+                pool.as_deref(),
+                format,
+                name.is_some() && !args.watch,
+            )?;
         }
     }
     if !args.watch {
@@ -198,7 +229,12 @@ where
                 let w = widths.get_or_insert_with(|| t.widths());
                 print!("{}", t.render(w, false));
             }
-            _ => print_objects(std::slice::from_ref(&changed), format, true)?,
+            _ => print_objects(
+                std::slice::from_ref(&changed),
+                pool.as_deref(),
+                format,
+                true,
+            )?,
         }
         use std::io::Write as _;
         std::io::stdout().flush()?;
@@ -208,34 +244,39 @@ where
 
 fn print_objects<K: Rows<DynamicType = ()>>(
     objects: &[K],
+    pool: Option<&str>,
     format: Format,
     single: bool,
 ) -> anyhow::Result<()> {
-    let value = if single && objects.len() == 1 {
-        serde_json::to_value(&objects[0])?
-    } else {
+    let mut documents = Vec::new();
+    let mut api_objects = true;
+    for o in objects {
+        let (docs, api) = o.documents(pool)?;
+        documents.extend(docs);
+        api_objects = api;
+    }
+    if format == Format::Name {
+        for (name, _) in &documents {
+            println!("{name}");
+        }
+        return Ok(());
+    }
+    let mut items: Vec<Value> = documents.into_iter().map(|(_, d)| d).collect();
+    let value = if single && items.len() == 1 {
+        items.remove(0)
+    } else if api_objects {
         serde_json::json!({
             "apiVersion": "v1",
             "kind": "List",
             "metadata": {"resourceVersion": ""},
-            "items": objects,
+            "items": items,
         })
+    } else {
+        Value::Array(items)
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
-        Format::Yaml => {
-            print!("{}", serde_saphyr::to_string(&value)?);
-        }
-        _ => {
-            for o in objects {
-                println!(
-                    "{}.{}/{}",
-                    K::kind(&()).to_ascii_lowercase(),
-                    K::group(&()),
-                    o.name_any()
-                );
-            }
-        }
+        _ => print!("{}", serde_saphyr::to_string(&value)?),
     }
     Ok(())
 }
@@ -442,6 +483,35 @@ impl kube::Resource for Pools {
 }
 
 impl Rows for Pools {
+    fn missing_pool(&self, pool: &str) -> Option<anyhow::Error> {
+        super::missing_pool(&self.0, pool)
+    }
+
+    /// A pool is not an API object: each prints as its cluster, the pool's spec and its
+    /// observed status.
+    fn documents(&self, pool: Option<&str>) -> anyhow::Result<(Vec<(String, Value)>, bool)> {
+        let cluster = &self.0;
+        let observed = cluster.status.as_ref().and_then(|s| s.node_pools.as_ref());
+        let docs = cluster
+            .spec
+            .node_pools
+            .iter()
+            .flatten()
+            .filter(|p| pool.is_none_or(|want| p.name == want))
+            .map(|p| {
+                let status = observed.and_then(|o| o.iter().find(|s| s.name == p.name));
+                let doc = serde_json::json!({
+                    "cluster": cluster.name_any(),
+                    "namespace": cluster.namespace(),
+                    "pool": p,
+                    "status": status,
+                });
+                Ok((format!("pool/{}/{}", cluster.name_any(), p.name), doc))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((docs, false))
+    }
+
     fn headers(wide: bool) -> Vec<&'static str> {
         let mut h = vec![
             "CLUSTER", "POOL", "TYPE", "CAPACITY", "READY", "MIN", "MAX", "ZONES",

@@ -161,6 +161,27 @@ async fn delete(conn: &Conn, args: &DeleteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error for a pool name `cluster` does not have, listing the ones it has.
+pub(crate) fn missing_pool(
+    cluster: &slipway_api::cluster::Cluster,
+    pool: &str,
+) -> Option<anyhow::Error> {
+    let pools = cluster.spec.node_pools.as_deref().unwrap_or_default();
+    if pools.iter().any(|p| p.name == pool) {
+        return None;
+    }
+    let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+    Some(anyhow::anyhow!(
+        "cluster {} has no pool {pool:?}; its pools are: {}",
+        kube::ResourceExt::name_any(cluster),
+        if names.is_empty() {
+            "(none)".to_string()
+        } else {
+            names.join(", ")
+        }
+    ))
+}
+
 async fn scale(conn: &Conn, args: &ScaleArgs) -> anyhow::Result<()> {
     args.kind.expect(Kind::Cluster, "scale")?;
     let api = conn.clusters();
@@ -168,20 +189,14 @@ async fn scale(conn: &Conn, args: &ScaleArgs) -> anyhow::Result<()> {
         .get(&args.name)
         .await
         .map_err(|e| conn.explain(e, &format!("reading cluster {}", args.name)))?;
+    if let Some(error) = missing_pool(&cluster, &args.pool) {
+        return Err(error);
+    }
     let pools = cluster.spec.node_pools.clone().unwrap_or_default();
-    let Some(index) = pools.iter().position(|p| p.name == args.pool) else {
-        let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-        anyhow::bail!(
-            "cluster {} has no pool {:?}; its pools are: {}",
-            args.name,
-            args.pool,
-            if names.is_empty() {
-                "(none)".to_string()
-            } else {
-                names.join(", ")
-            }
-        );
-    };
+    let index = pools
+        .iter()
+        .position(|p| p.name == args.pool)
+        .unwrap_or_default();
     let before = pools[index].replicas.unwrap_or(0);
     // The pool is named in a test operation: a concurrent edit that reorders the pools fails
     // the patch instead of resizing another pool.
