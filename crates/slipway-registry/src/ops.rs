@@ -511,14 +511,35 @@ impl Registry {
         let ns = scope(def, ns)?;
         let key = self.keys.key(def, ns, name);
         self.check_fence(opts.fence.as_ref()).await?;
+        // The first attempt starts from the watch cache's copy, as kube-apiserver's
+        // GuaranteedUpdate does: no store read and no decode. The cache may lag the store,
+        // so whatever a stale copy could decide wrongly is decided again from the store: a
+        // write guarded by its revision that conflicts, a precondition that does not match,
+        // and a change that turns out to change nothing.
+        let mut cached = self.cache.get(&key).and_then(|obj| {
+            let revision = meta::resource_version(&obj)?.parse::<Revision>().ok()?;
+            Some((obj, revision))
+        });
         loop {
-            let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
-                return Err(ApiError::not_found(&def.plural, &def.group, name));
+            let (current, mod_revision, fresh) = match cached.take() {
+                Some((obj, revision)) => (Arc::unwrap_or_clone(obj), revision, false),
+                None => {
+                    let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
+                        return Err(ApiError::not_found(&def.plural, &def.group, name));
+                    };
+                    (
+                        codec::decode(&kv.value, kv.mod_revision)?,
+                        kv.mod_revision,
+                        true,
+                    )
+                }
             };
-            let current = codec::decode(&kv.value, kv.mod_revision)?;
             if let Some(expected) = precondition
-                && expected != kv.mod_revision
+                && expected != mod_revision
             {
+                if !fresh {
+                    continue;
+                }
                 return Err(modified(def, name));
             }
             let requested = mutate(&current)?;
@@ -540,6 +561,9 @@ impl Registry {
                 );
             }
             if unchanged(&current, &new) {
+                if !fresh {
+                    continue;
+                }
                 return Ok(Written {
                     object: current,
                     warnings,
@@ -555,7 +579,7 @@ impl Registry {
             }
             if ready_to_remove(def, &new) {
                 return match self
-                    .store_delete(&key, Some(kv.mod_revision), opts.fence.as_ref())
+                    .store_delete(&key, Some(mod_revision), opts.fence.as_ref())
                     .await?
                 {
                     Ok((rev, _)) => {
@@ -567,7 +591,9 @@ impl Registry {
                             created: false,
                         })
                     }
-                    Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                    Err(StoreError::Conflict { .. }) if precondition.is_none() || !fresh => {
+                        continue;
+                    }
                     Err(StoreError::Conflict { .. }) => Err(modified(def, name)),
                     Err(StoreError::NotFound { .. }) => {
                         Err(ApiError::not_found(&def.plural, &def.group, name))
@@ -577,7 +603,7 @@ impl Registry {
             }
             let bytes = codec::encode(&new)?;
             match self
-                .store_update(&key, bytes, kv.mod_revision, opts.fence.as_ref())
+                .store_update(&key, bytes, mod_revision, opts.fence.as_ref())
                 .await?
             {
                 Ok(rev) => {
@@ -588,7 +614,7 @@ impl Registry {
                         created: false,
                     });
                 }
-                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StoreError::Conflict { .. }) if precondition.is_none() || !fresh => continue,
                 Err(StoreError::Conflict { .. }) => return Err(modified(def, name)),
                 Err(StoreError::NotFound { .. }) => {
                     return Err(ApiError::not_found(&def.plural, &def.group, name));
@@ -991,23 +1017,59 @@ fn ready_to_remove(def: &ResourceDef, obj: &Value) -> bool {
 }
 
 /// Objects are equal apart from resourceVersion and managedFields timestamps.
+/// Whether `new` is `current` but for its resourceVersion and managedFields timestamps.
 fn unchanged(current: &Value, new: &Value) -> bool {
-    strip_volatile(current) == strip_volatile(new)
+    let (Some(a), Some(b)) = (current.as_object(), new.as_object()) else {
+        return current == new;
+    };
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().all(|(k, va)| match b.get(k) {
+        None => false,
+        Some(vb) if k == "metadata" => same_metadata(va, vb),
+        Some(vb) => va == vb,
+    })
 }
 
-fn strip_volatile(obj: &Value) -> Value {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        if let Some(entries) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
-            for entry in entries {
-                if let Some(e) = entry.as_object_mut() {
-                    e.remove("time");
-                }
-            }
-        }
+fn same_metadata(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let relevant = |m: &'_ serde_json::Map<String, Value>| {
+        m.keys().filter(|k| *k != "resourceVersion").count()
+    };
+    if relevant(a) != relevant(b) {
+        return false;
     }
-    obj
+    a.iter()
+        .filter(|(k, _)| *k != "resourceVersion")
+        .all(|(k, va)| match b.get(k) {
+            None => false,
+            Some(vb) if k == "managedFields" => same_managed_fields(va, vb),
+            Some(vb) => va == vb,
+        })
+}
+
+/// managedFields entries equal but for their `time`.
+fn same_managed_fields(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else {
+        return a == b;
+    };
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(ea, eb)| match (ea.as_object(), eb.as_object()) {
+                (Some(ma), Some(mb)) => {
+                    ma.keys().filter(|k| *k != "time").count()
+                        == mb.keys().filter(|k| *k != "time").count()
+                        && ma
+                            .iter()
+                            .filter(|(k, _)| *k != "time")
+                            .all(|(k, v)| mb.get(k) == Some(v))
+                }
+                _ => ea == eb,
+            })
 }
 
 /// Bump metadata.generation when anything but metadata and status changed.
@@ -1166,5 +1228,66 @@ impl Lookup for CacheLookup<'_> {
         self.registry
             .cache
             .get(&self.registry.keys.key(&def, ns, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The definition `unchanged` implements without copying the objects.
+    fn strip_volatile(obj: &Value) -> Value {
+        let mut obj = obj.clone();
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            if let Some(entries) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
+                for entry in entries {
+                    if let Some(e) = entry.as_object_mut() {
+                        e.remove("time");
+                    }
+                }
+            }
+        }
+        obj
+    }
+
+    #[test]
+    fn unchanged_ignores_only_the_resource_version_and_managed_fields_times() {
+        let base = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "7", "labels": {"x": "1"},
+                         "managedFields": [{"manager": "m", "time": "2026-01-01T00:00:00Z",
+                                            "fieldsV1": {"f:data": {}}}]},
+            "data": {"k": "v"}
+        });
+        let variants = [
+            json!({"metadata": {"resourceVersion": "8"}}),
+            json!({"metadata": {"managedFields": [{"manager": "m", "time": "2026-01-02T00:00:00Z", "fieldsV1": {"f:data": {}}}]}}),
+            json!({"metadata": {"managedFields": [{"manager": "n", "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:data": {}}}]}}),
+            json!({"metadata": {"managedFields": [{"manager": "m", "fieldsV1": {"f:data": {}}}]}}),
+            json!({"metadata": {"managedFields": []}}),
+            json!({"metadata": {"labels": {"x": "2"}}}),
+            json!({"metadata": {"annotations": {"y": "1"}}}),
+            json!({"data": {"k": "w"}}),
+            json!({"status": {}}),
+        ];
+        for patch in variants {
+            let other = patch::apply_merge_patch(&base, &patch);
+            assert_eq!(
+                unchanged(&base, &other),
+                strip_volatile(&base) == strip_volatile(&other),
+                "{patch}"
+            );
+            assert_eq!(
+                unchanged(&other, &base),
+                unchanged(&base, &other),
+                "{patch}"
+            );
+        }
+        let mut without_rv = base.clone();
+        meta::metadata_mut(&mut without_rv).remove("resourceVersion");
+        assert!(unchanged(&base, &without_rv));
+        assert!(!unchanged(&base, &json!({"kind": "ConfigMap"})));
     }
 }

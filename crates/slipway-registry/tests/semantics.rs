@@ -978,6 +978,60 @@ async fn merge_patch() {
     );
 }
 
+/// Patches start from the watch cache's copy, which may lag the store: a write right after
+/// another must still see it (kube-apiserver's GuaranteedUpdate re-reads in the same cases).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_right_after_writes_act_on_the_latest_object() {
+    let env = env().await;
+    create_cm(&env, "default", cm_obj("a")).await;
+    let patch = |value: Value| {
+        let reg = Arc::clone(&env.reg);
+        let cm = Arc::clone(&env.cm);
+        async move {
+            reg.patch(
+                &cm,
+                Some("default"),
+                "a",
+                Patch::Merge(value),
+                Subresource::Main,
+                &opts(),
+            )
+            .await
+            .expect("patch")
+            .object
+        }
+    };
+    let mut last = patch(json!({"metadata": {"labels": {"x": "1"}}})).await;
+    for i in 0..30 {
+        // x=2 then x=1: the second changes the object even if the cache still shows x=1.
+        for x in ["2", "1"] {
+            let next = patch(json!({"metadata": {"labels": {"x": x}}})).await;
+            assert_eq!(next["metadata"]["labels"]["x"], json!(x), "round {i}");
+            assert!(rv(&next) > rv(&last), "round {i}: x={x} was not written");
+            last = next;
+        }
+        // A precondition on the version just written holds, whatever the cache shows.
+        let next = patch(
+            json!({"metadata": {"resourceVersion": rv_str(&last)}, "data": {"i": i.to_string()}}),
+        )
+        .await;
+        assert!(rv(&next) > rv(&last), "round {i}");
+        last = next;
+    }
+    // Concurrent patches of distinct fields all land.
+    let all = futures::future::join_all(
+        (0..16).map(|i| patch(json!({"metadata": {"annotations": {format!("a{i}"): "y"}}}))),
+    )
+    .await;
+    let newest = all.iter().max_by_key(|o| rv(o)).expect("patched");
+    assert_eq!(
+        newest["metadata"]["annotations"]
+            .as_object()
+            .map(serde_json::Map::len),
+        Some(16)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_patch_validates_the_result() {
     let env = env().await;
