@@ -27,8 +27,9 @@ use slipway_runtime::{Action, Controller, Informer, InformerConfig};
 use crate::events::{self, Kind};
 use crate::expectations::Seen;
 use crate::{
-    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, REMEDIATION_ANNOTATION, TEMPLATE_LABEL,
-    delete_if_present, deleted, identity, is_true, set_condition, set_finalizer, write_status,
+    CLUSTER_FINALIZER, Context, Error, INIT_ANNOTATION, MACHINE_FINALIZER, REMEDIATION_ANNOTATION,
+    TEMPLATE_LABEL, delete_if_present, deleted, identity, is_true, set_condition, set_finalizer,
+    write_status,
 };
 
 /// The Cluster controller, reconciling a Cluster when it or one of its Machines changes.
@@ -690,6 +691,9 @@ async fn create_machine(
             controller: Some(true),
             block_owner_deletion: Some(true),
         }]),
+        // Born with the Machine controller's finalizer: one write less per machine than
+        // adding it afterwards (the Machine controller still adds it when missing).
+        finalizers: Some(vec![MACHINE_FINALIZER.to_string()]),
         ..ObjectMeta::default()
     };
     let created = api.create(&PostParams::default(), &machine).await?;
