@@ -1019,36 +1019,19 @@ fn ready_to_remove(def: &ResourceDef, obj: &Value) -> bool {
 /// Objects are equal apart from resourceVersion and managedFields timestamps.
 /// Whether `new` is `current` but for its resourceVersion and managedFields timestamps.
 fn unchanged(current: &Value, new: &Value) -> bool {
-    let (Some(a), Some(b)) = (current.as_object(), new.as_object()) else {
-        return current == new;
-    };
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().all(|(k, va)| match b.get(k) {
-        None => false,
-        Some(vb) if k == "metadata" => same_metadata(va, vb),
-        Some(vb) => va == vb,
+    same_except(current, new, None, |k, a, b| {
+        if k == "metadata" {
+            same_except(a, b, Some("resourceVersion"), |k, a, b| {
+                if k == "managedFields" {
+                    same_managed_fields(a, b)
+                } else {
+                    a == b
+                }
+            })
+        } else {
+            a == b
+        }
     })
-}
-
-fn same_metadata(a: &Value, b: &Value) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return a == b;
-    };
-    let relevant = |m: &'_ serde_json::Map<String, Value>| {
-        m.keys().filter(|k| *k != "resourceVersion").count()
-    };
-    if relevant(a) != relevant(b) {
-        return false;
-    }
-    a.iter()
-        .filter(|(k, _)| *k != "resourceVersion")
-        .all(|(k, va)| match b.get(k) {
-            None => false,
-            Some(vb) if k == "managedFields" => same_managed_fields(va, vb),
-            Some(vb) => va == vb,
-        })
 }
 
 /// managedFields entries equal but for their `time`.
@@ -1059,17 +1042,25 @@ fn same_managed_fields(a: &Value, b: &Value) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b)
-            .all(|(ea, eb)| match (ea.as_object(), eb.as_object()) {
-                (Some(ma), Some(mb)) => {
-                    ma.keys().filter(|k| *k != "time").count()
-                        == mb.keys().filter(|k| *k != "time").count()
-                        && ma
-                            .iter()
-                            .filter(|(k, _)| *k != "time")
-                            .all(|(k, v)| mb.get(k) == Some(v))
-                }
-                _ => ea == eb,
-            })
+            .all(|(ea, eb)| same_except(ea, eb, Some("time"), |_, x, y| x == y))
+}
+
+/// Two values equal, except that as objects the key `skip` is ignored and the other keys'
+/// values are compared with `same`.
+fn same_except(
+    a: &Value,
+    b: &Value,
+    skip: Option<&str>,
+    same: impl Fn(&str, &Value, &Value) -> bool,
+) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let kept = |k: &String| Some(k.as_str()) != skip;
+    a.keys().filter(|k| kept(k)).count() == b.keys().filter(|k| kept(k)).count()
+        && a.iter()
+            .filter(|(k, _)| kept(k))
+            .all(|(k, va)| b.get(k).is_some_and(|vb| same(k, va, vb)))
 }
 
 /// Bump metadata.generation when anything but metadata and status changed.
