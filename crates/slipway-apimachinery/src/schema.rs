@@ -358,9 +358,17 @@ pub fn lookup<'a, S: AsRef<str>>(schema: &'a Value, path: &[S]) -> Option<&'a Va
 /// (`spec.replicas in body must be of type integer: "string"`). `metadata` is only checked
 /// against what the schema itself declares for it.
 pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
+    validate_update(schema, obj, None)
+}
+
+/// Validate `obj`, an update of `old`, with validation ratcheting (Kubernetes' CRD validation
+/// ratcheting): a field whose value is the same as in `old` is not validated again, so an
+/// update is judged by what it changes, and an unchanged value that a later schema would
+/// refuse does not block the update. `None` validates everything, as for a create.
+pub fn validate_update(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if !is_no_schema(schema) {
-        validate_node(schema, obj, &FieldPath::default(), &mut errs);
+        validate_node(schema, obj, old, &FieldPath::default(), &mut errs);
     }
     errs
 }
@@ -421,7 +429,14 @@ fn invalid_type(path: &FieldPath, expected: &str, actual: &str) -> FieldError {
     )
 }
 
-fn validate_node(s: &Value, v: &Value, path: &FieldPath, errs: &mut Vec<FieldError>) {
+/// `old`: the same field's value before the update, if there was one (see [`validate_update`]).
+fn validate_node(
+    s: &Value,
+    v: &Value,
+    old: Option<&Value>,
+    path: &FieldPath,
+    errs: &mut Vec<FieldError>,
+) {
     if !s.is_object() {
         return;
     }
@@ -453,7 +468,7 @@ fn validate_node(s: &Value, v: &Value, path: &FieldPath, errs: &mut Vec<FieldErr
         Value::Number(n) => validate_number(s, n, v, path, errs),
         Value::String(text) => validate_string(s, text, v, path, errs),
         Value::Array(values) => validate_array(s, values, path, errs),
-        Value::Object(map) => validate_object(s, map, path, errs),
+        Value::Object(map) => validate_object(s, map, old.and_then(Value::as_object), path, errs),
         _ => {}
     }
 }
@@ -541,12 +556,12 @@ fn is_uuid(t: &str) -> bool {
 fn validate_composition(s: &Value, v: &Value, path: &FieldPath, errs: &mut Vec<FieldError>) {
     let passes = |sub: &Value| {
         let mut sub_errs = Vec::new();
-        validate_node(sub, v, path, &mut sub_errs);
+        validate_node(sub, v, None, path, &mut sub_errs);
         sub_errs.is_empty()
     };
     if let Some(all) = s.get("allOf").and_then(Value::as_array) {
         for sub in all {
-            validate_node(sub, v, path, errs);
+            validate_node(sub, v, None, path, errs);
         }
     }
     if let Some(any) = s.get("anyOf").and_then(Value::as_array)
@@ -718,7 +733,7 @@ fn validate_array(s: &Value, values: &[Value], path: &FieldPath, errs: &mut Vec<
     let item_schema = items(s);
     if let Some(is) = item_schema {
         for (i, v) in values.iter().enumerate() {
-            validate_node(is, v, &path.index(i), errs);
+            validate_node(is, v, None, &path.index(i), errs);
         }
     }
     match s.get(LIST_TYPE).and_then(Value::as_str) {
@@ -780,6 +795,7 @@ fn validate_array(s: &Value, values: &[Value], path: &FieldPath, errs: &mut Vec<
 fn validate_object(
     s: &Value,
     map: &Map<String, Value>,
+    old: Option<&Map<String, Value>>,
     path: &FieldPath,
     errs: &mut Vec<FieldError>,
 ) {
@@ -819,10 +835,15 @@ fn validate_object(
     let props = properties(s);
     let addl = additional(s);
     for (k, v) in map {
+        let was = old.and_then(|o| o.get(k));
+        if was == Some(v) {
+            // Ratcheting: unchanged by this update.
+            continue;
+        }
         if let Some(ps) = props.and_then(|p| p.get(k)) {
-            validate_node(ps, v, &path.child(k), errs);
+            validate_node(ps, v, was, &path.child(k), errs);
         } else if let Some(a) = addl {
-            validate_node(a, v, &path.child(k), errs);
+            validate_node(a, v, was, &path.child(k), errs);
         }
     }
 }
@@ -1264,6 +1285,48 @@ mod tests {
         assert_eq!(
             messages(&validate(&s, &json!({"n": 1.5}))),
             vec!["n: Invalid value: 1.5: n in body should be less than 1.5"]
+        );
+    }
+
+    #[test]
+    fn updates_are_judged_by_what_they_change() {
+        let s = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "replicas": {"type": "integer", "minimum": 1},
+                "name": {"type": "string", "maxLength": 3}
+            }},
+            "status": {"type": "object", "properties": {"ready": {"type": "integer", "minimum": 0}}}
+        }});
+        // Stored before a stricter schema: replicas 0 is invalid now.
+        let old = json!({"spec": {"replicas": 0, "name": "abc"}, "status": {"ready": 1}});
+        let status_update = json!({"spec": {"replicas": 0, "name": "abc"}, "status": {"ready": 2}});
+        assert_eq!(
+            messages(&validate_update(&s, &status_update, Some(&old))),
+            Vec::<String>::new()
+        );
+        // The same object as a create, or without its previous version, is refused.
+        assert_eq!(
+            messages(&validate(&s, &status_update)),
+            vec![
+                "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"
+            ]
+        );
+        // A changed field is validated, its unchanged sibling still is not.
+        let renamed = json!({"spec": {"replicas": 0, "name": "abcd"}, "status": {"ready": -1}});
+        assert_eq!(
+            messages(&validate_update(&s, &renamed, Some(&old))),
+            vec![
+                "spec.name: Too long: may not be more than 3 bytes",
+                "status.ready: Invalid value: -1: status.ready in body should be greater than or equal to 0",
+            ]
+        );
+        // Changing the invalid value to another invalid value is refused.
+        let still_bad = json!({"spec": {"replicas": -1, "name": "abc"}, "status": {"ready": 1}});
+        assert_eq!(
+            messages(&validate_update(&s, &still_bad, Some(&old))),
+            vec![
+                "spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 1"
+            ]
         );
     }
 

@@ -630,7 +630,7 @@ pub fn apply(
 /// Call [`validate_managed_fields`] first to answer malformed entries with a 422.
 pub fn track_update(
     old: Option<&Value>,
-    new: &Value,
+    mut new: Value,
     schema: &Value,
     manager: &str,
     scope: Scope,
@@ -648,10 +648,12 @@ pub fn track_update(
         },
     };
 
-    let diff = compare(Some(old_obj), Some(new), root);
-    let changed = diff.modified.union(&diff.added);
+    let diff = compare(Some(old_obj), Some(&new), root);
+    let mut changed = diff.modified;
+    changed.add_all(&diff.added);
     for e in &mut entries {
-        e.fields = e.fields.difference(&changed).difference(&diff.removed);
+        e.fields.remove_all(&changed);
+        e.fields.remove_all(&diff.removed);
     }
     if !changed.is_empty() {
         let api_version = new
@@ -666,7 +668,7 @@ pub fn track_update(
             .find(|e| e.is(manager, Operation::Update, &api_version, subresource))
         {
             Some(e) => {
-                e.fields = e.fields.union(&changed);
+                e.fields.add_all(&changed);
                 e.time = Some(now.to_string());
             }
             None => entries.push(ManagedFieldsEntry {
@@ -679,9 +681,8 @@ pub fn track_update(
             }),
         }
     }
-    let mut out = new.clone();
-    write_managed_fields(&mut out, entries);
-    out
+    write_managed_fields(&mut new, entries);
+    new
 }
 
 fn without_managed_fields(obj: &Value) -> Value {

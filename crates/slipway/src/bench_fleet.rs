@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use serde_json::json;
 use slipway_api::cluster::Cluster;
-use slipway_client::{Api, Client, InProcess, ListParams, PostParams};
+use slipway_client::{Api, ApiResource, Client, InProcess, PostParams, WatchEvent, WatchParams};
 
 use crate::bench_sim::{cpu_seconds, instant_simulator, peak_rss_mib};
 
@@ -49,15 +49,29 @@ fn manifest(i: usize, region: &str) -> serde_json::Value {
     })
 }
 
-fn ready(c: &Cluster) -> bool {
-    c.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
+/// Whether a Cluster (as JSON) has the condition Ready=True.
+fn ready(c: &serde_json::Value) -> bool {
+    c.pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
         .is_some_and(|cs| {
             cs.iter().any(|c| {
-                c.type_ == "Ready" && c.status == slipway_api::cluster::ConditionStatus::True
+                c.get("type").and_then(serde_json::Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(serde_json::Value::as_str) == Some("True")
             })
         })
+}
+
+/// The Ready clusters, kept by a watch (so that counting them costs the fleet nothing).
+async fn watch_ready(
+    client: &Arc<dyn Client>,
+) -> anyhow::Result<futures::stream::BoxStream<'static, slipway_client::Result<WatchEvent>>> {
+    Ok(client
+        .watch(
+            &ApiResource::of::<Cluster>(),
+            Some(NAMESPACE),
+            &WatchParams::default(),
+        )
+        .await?)
 }
 
 pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
@@ -154,9 +168,36 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     );
     let deadline = started + Duration::from_secs(args.timeout);
     let mut reported = 0;
+    // Starts with every Cluster as ADDED; a watch that ends (compaction) is opened again.
+    let mut events = watch_ready(&client).await?;
+    let mut ready_clusters = std::collections::HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-        let list = clusters.list(&ListParams::default()).await?;
-        let n = list.items.iter().filter(|c| ready(c)).count();
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(WatchEvent::Added(c) | WatchEvent::Modified(c))) => {
+                    let name = c.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+                    if ready(&c) {
+                        ready_clusters.insert(name);
+                    } else {
+                        ready_clusters.remove(&name);
+                    }
+                }
+                Some(Ok(WatchEvent::Deleted(c))) => {
+                    if let Some(name) = c.pointer("/metadata/name").and_then(serde_json::Value::as_str) {
+                        ready_clusters.remove(name);
+                    }
+                }
+                Some(Ok(WatchEvent::Bookmark { .. })) => {}
+                Some(Ok(WatchEvent::Error(_)) | Err(_)) | None => {
+                    ready_clusters.clear();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    events = watch_ready(&client).await?;
+                }
+            },
+            _ = tick.tick() => {}
+        }
+        let n = ready_clusters.len();
         let tenths = (n * 10 / args.clusters.max(1)).min(10);
         if tenths > reported {
             reported = tenths;
@@ -177,7 +218,6 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
             args.clusters,
             args.timeout
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let converged = started.elapsed();
     let reconciles: u64 = ["cluster", "machine"]

@@ -315,6 +315,26 @@ impl FieldSet {
         FieldSet(self.0.difference(&other.0).cloned().collect())
     }
 
+    /// Remove every path of `other` from this set, in place (no path is copied).
+    pub fn remove_all(&mut self, other: &FieldSet) {
+        if other.0.len() < self.0.len() {
+            for path in &other.0 {
+                self.0.remove(path);
+            }
+        } else {
+            self.0.retain(|path| !other.0.contains(path));
+        }
+    }
+
+    /// Add every path of `other` to this set, in place.
+    pub fn add_all(&mut self, other: &FieldSet) {
+        for path in &other.0 {
+            if !self.0.contains(path) {
+                self.0.insert(path.clone());
+            }
+        }
+    }
+
     /// The `FieldsV1` JSON of this set, exactly as upstream writes it.
     pub fn to_fields_v1(&self) -> Value {
         let mut root = Node::default();
@@ -518,6 +538,14 @@ mod tests {
         assert_eq!(s1.intersection(&s2).iter().collect::<Vec<_>>(), [&b]);
         assert_eq!(s1.difference(&s2).iter().collect::<Vec<_>>(), [&a]);
         assert_eq!(s1.union(&s2).len(), 3);
+        let mut in_place = s1.clone();
+        in_place.remove_all(&s2);
+        assert_eq!(in_place, s1.difference(&s2));
+        in_place.add_all(&s2);
+        assert_eq!(in_place, s1.union(&s2));
+        let mut big = s1.union(&s2);
+        big.remove_all(&s1);
+        assert_eq!(big, s2.difference(&s1));
         assert!(s1.has_descendant(&a));
         assert!(!s1.has_descendant(&b));
         assert!(!s2.has_descendant(&path(&[field("spe")])));

@@ -263,7 +263,7 @@ fn a_conflict_names_the_manager_and_field_like_upstream() {
     // Created by client-side apply (an Update), then applied server-side with a new version.
     let created = track_update(
         None,
-        &cluster_config(),
+        cluster_config().clone(),
         &schema(),
         "kubectl-client-side-apply",
         Scope::Main,
@@ -321,11 +321,12 @@ fn every_conflict_is_listed_grouped_by_manager() {
     );
     let b = track_update(
         Some(&a),
-        &with(
+        with(
             a.clone(),
             "/spec/infrastructure",
             json!({"region": "eu-west-1"}),
-        ),
+        )
+        .clone(),
         &schema(),
         "bob",
         Scope::Main,
@@ -694,7 +695,7 @@ fn status_is_untouched_by_the_main_resource_and_only_status_by_status() {
 fn track_update_on_create_writes_upstreams_shape() {
     let out = track_update(
         None,
-        &cluster_config(),
+        cluster_config().clone(),
         &schema(),
         "kubectl-create",
         Scope::Main,
@@ -725,7 +726,7 @@ fn track_update_moves_ownership_to_the_writer() {
         .shift_remove("region");
     let out = track_update(
         Some(&applied),
-        &edited,
+        edited.clone(),
         &schema(),
         "kubectl-edit",
         Scope::Main,
@@ -760,7 +761,7 @@ fn track_update_moves_ownership_to_the_writer() {
     );
 
     // A write that changes nothing leaves managed fields and times alone.
-    let same = track_update(Some(&out), &out, &schema(), "other", Scope::Main, T3);
+    let same = track_update(Some(&out), out.clone(), &schema(), "other", Scope::Main, T3);
     assert_eq!(same, out);
 }
 
@@ -769,14 +770,21 @@ fn track_update_of_main_ignores_status_and_status_ignores_the_rest() {
     let live = ok(None, &config(json!({"version": "1.33.4"})), "kubectl", T1);
     let mut new = with(live.clone(), "/status", json!({"phase": "Running"}));
     new["spec"]["version"] = json!("1.34.0");
-    let main = track_update(Some(&live), &new, &schema(), "editor", Scope::Main, T2);
+    let main = track_update(
+        Some(&live),
+        new.clone(),
+        &schema(),
+        "editor",
+        Scope::Main,
+        T2,
+    );
     assert_eq!(
         fields(&main, "editor", "Update"),
         r#"{"f:spec":{"f:version":{}}}"#
     );
     let status = track_update(
         Some(&live),
-        &new,
+        new.clone(),
         &schema(),
         "controller",
         Scope::Status,
@@ -816,7 +824,14 @@ fn client_managed_fields_on_update() {
         .as_object_mut()
         .unwrap()
         .shift_remove("managedFields");
-    let out = track_update(Some(&live), &absent, &schema(), "editor", Scope::Main, T2);
+    let out = track_update(
+        Some(&live),
+        absent.clone(),
+        &schema(),
+        "editor",
+        Scope::Main,
+        T2,
+    );
     assert_eq!(
         managers(&out),
         ["alice:Apply", "bob:Apply", "editor:Update"]
@@ -826,7 +841,7 @@ fn client_managed_fields_on_update() {
     for reset in [json!([]), json!([{}])] {
         let out = track_update(
             Some(&live),
-            &with(new.clone(), "/metadata/managedFields", reset),
+            with(new.clone(), "/metadata/managedFields", reset).clone(),
             &schema(),
             "editor",
             Scope::Main,
@@ -841,7 +856,7 @@ fn client_managed_fields_on_update() {
     // A reset that changes nothing else clears managedFields entirely.
     let out = track_update(
         Some(&live),
-        &with(live.clone(), "/metadata/managedFields", json!([])),
+        with(live.clone(), "/metadata/managedFields", json!([])).clone(),
         &schema(),
         "editor",
         Scope::Main,
@@ -859,7 +874,7 @@ fn client_managed_fields_on_update() {
         .collect();
     let out = track_update(
         Some(&live),
-        &with(live.clone(), "/metadata/managedFields", json!(only_alice)),
+        with(live.clone(), "/metadata/managedFields", json!(only_alice)).clone(),
         &schema(),
         "editor",
         Scope::Main,
@@ -873,7 +888,14 @@ fn client_managed_fields_on_update() {
         "/metadata/managedFields",
         json!([{"manager": "x", "operation": "Patch"}]),
     );
-    let out = track_update(Some(&live), &bad, &schema(), "editor", Scope::Main, T2);
+    let out = track_update(
+        Some(&live),
+        bad.clone(),
+        &schema(),
+        "editor",
+        Scope::Main,
+        T2,
+    );
     assert_eq!(
         managers(&out),
         ["alice:Apply", "bob:Apply", "editor:Update"]
@@ -881,7 +903,7 @@ fn client_managed_fields_on_update() {
     // And /status writes never take them from the client.
     let out = track_update(
         Some(&live),
-        &with(new, "/metadata/managedFields", json!([])),
+        with(new, "/metadata/managedFields", json!([])).clone(),
         &schema(),
         "editor",
         Scope::Status,
@@ -1094,7 +1116,7 @@ fn a_null_in_a_config_conflicts_then_removes_the_field() {
 fn entries_are_sorted_like_upstream() {
     let a = track_update(
         None,
-        &config(json!({"version": "1"})),
+        config(json!({"version": "1"})).clone(),
         &schema(),
         "zed",
         Scope::Main,
@@ -1109,7 +1131,7 @@ fn entries_are_sorted_like_upstream() {
     );
     let d = track_update(
         Some(&c),
-        &with(c.clone(), "/spec/features", json!(["f"])),
+        with(c.clone(), "/spec/features", json!(["f"])).clone(),
         &schema(),
         "abe",
         Scope::Main,
