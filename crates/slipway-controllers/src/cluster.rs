@@ -40,14 +40,16 @@ pub fn controller(ctx: Arc<Context>) -> Controller<Cluster> {
     );
     // The first controller built for this context feeds its cache to the reconciles.
     let _ = ctx.machines.set(machines.store());
-    Controller::new(
+    let controller = Controller::new(
         "cluster",
         Api::all(Arc::clone(&ctx.client)),
         InformerConfig::default(),
-    )
-    .owns_informer(machines)
-    .with_metrics(ctx.metrics.clone())
-    .with_config(ctx.controller_config())
+    );
+    let _ = ctx.clusters.set(controller.store());
+    controller
+        .owns_informer(machines)
+        .with_metrics(ctx.metrics.clone())
+        .with_config(ctx.controller_config())
 }
 
 /// After an error: the key's backoff.

@@ -107,6 +107,8 @@ pub struct Context {
     remediating: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The Cluster controller's cache of Machines (set when it is built).
     pub(crate) machines: std::sync::OnceLock<slipway_runtime::Store<slipway_api::machine::Machine>>,
+    /// The Cluster controller's cache of Clusters (set when it is built).
+    pub(crate) clusters: std::sync::OnceLock<slipway_runtime::Store<slipway_api::cluster::Cluster>>,
     /// Machine creates and deletes the Cluster controller made that its cache may not show yet.
     pub(crate) expectations: expectations::Expectations,
 }
@@ -128,6 +130,7 @@ impl Context {
             metrics: slipway_runtime::Metrics::new(),
             remediating: std::sync::Mutex::new(std::collections::HashSet::new()),
             machines: std::sync::OnceLock::new(),
+            clusters: std::sync::OnceLock::new(),
             expectations: expectations::Expectations::new(Duration::from_secs(60)),
         }))
     }

@@ -61,6 +61,19 @@ fn machine_tag(m: &Machine) -> String {
     format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any())
 }
 
+/// Whether Cluster `ns/name` exists: from the Cluster controller's cache once it has listed
+/// (a Machine is created by a reconcile of its Cluster, so the cache has the Cluster by
+/// then), else from the API.
+async fn cluster_exists(ctx: &Context, ns: &str, name: &str) -> Result<bool, Error> {
+    if let Some(cache) = ctx.clusters.get().filter(|c| c.has_synced()) {
+        return Ok(cache
+            .get(&slipway_runtime::ObjectKey::namespaced(ns, name))
+            .is_some());
+    }
+    let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), ns);
+    Ok(clusters.get_opt(name).await?.is_some())
+}
+
 /// Bring one Machine toward its spec.
 pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = machine.namespace().unwrap_or_default();
@@ -73,12 +86,7 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         set_finalizer(&api, &machine, MACHINE_FINALIZER, true).await?;
         return Ok(Action::await_change());
     }
-    let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), &ns);
-    if clusters
-        .get_opt(&machine.spec.cluster_name)
-        .await?
-        .is_none()
-    {
+    if !cluster_exists(&ctx, &ns, &machine.spec.cluster_name).await? {
         // The garbage collector deletes machines of a cluster that is gone.
         return Ok(Action::requeue(ctx.config.poll));
     }

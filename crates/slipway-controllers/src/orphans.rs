@@ -29,6 +29,18 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
+fn cluster_key(c: &Cluster) -> String {
+    identity(&c.namespace().unwrap_or_default(), &c.name_any())
+}
+
+/// `namespace/name` and uid, as provider machines are tagged.
+fn machine_key(m: &Machine) -> (String, String) {
+    (
+        format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any()),
+        m.uid().unwrap_or_default(),
+    )
+}
+
 /// One sweep; returns how many provider objects it deleted.
 pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let clusters: Api<Cluster> = Api::all(Arc::clone(&ctx.client));
@@ -41,25 +53,36 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let lbs = ctx.provider.list_load_balancers(&Tags::new()).await?;
     let subnets = ctx.provider.list_subnets(&Tags::new()).await?;
     let networks = ctx.provider.list_networks(&Tags::new()).await?;
-    let known_clusters: HashSet<String> = clusters
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .map(|c| identity(&c.namespace().unwrap_or_default(), &c.name_any()))
-        .collect();
-    let known_machines: HashSet<(String, String)> = machines
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .map(|m| {
-            (
-                format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any()),
-                m.uid().unwrap_or_default(),
-            )
-        })
-        .collect();
+    // From the Cluster controller's caches once they have listed (they lag the store by
+    // moments; the grace period is minutes), else from the API.
+    let cached = ctx
+        .clusters
+        .get()
+        .zip(ctx.machines.get())
+        .filter(|(c, m)| c.has_synced() && m.has_synced());
+    let (known_clusters, known_machines): (HashSet<String>, HashSet<(String, String)>) =
+        match cached {
+            Some((c, m)) => (
+                c.state().iter().map(|c| cluster_key(c)).collect(),
+                m.state().iter().map(|m| machine_key(m)).collect(),
+            ),
+            None => (
+                clusters
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .iter()
+                    .map(cluster_key)
+                    .collect(),
+                machines
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .iter()
+                    .map(machine_key)
+                    .collect(),
+            ),
+        };
     let now = jiff::Timestamp::now();
     let grace = i64::try_from(ctx.config.orphan_grace.as_secs()).unwrap_or(i64::MAX);
     let old = |t: jiff::Timestamp| now.as_second() - t.as_second() >= grace;
