@@ -94,10 +94,15 @@ impl Browser {
             .expect("ws:// URL")
             .to_string();
         let stream = TcpStream::connect(&host).expect("connect to DevTools");
+        // A busy machine may take a while to answer the handshake; only afterwards do reads
+        // wake up often (to interleave waiting for events with deadlines).
         stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("read timeout");
         let (ws, _) = tungstenite::client(url.as_str(), stream).expect("DevTools handshake");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("read timeout");
         let mut browser = Browser {
             child,
             ws,
