@@ -332,11 +332,40 @@ async fn through_api(
     println!("API list {count} objects (best of 3): {}", ms(best));
 
     // Watch delivery.
+    let h2: Vec<kube::Client> = (0..8)
+        .map(|_| http2_client(&config))
+        .collect::<Result<_, _>>()?;
     for &n in &args.watchers {
-        watch_delivery(&clients, n).await?;
+        watch_delivery(&clients, "HTTP/1.1", n).await?;
+        watch_delivery(&h2, "HTTP/2", n).await?;
     }
     running.task.abort();
     Ok(())
+}
+
+/// A kube-rs client that speaks HTTP/2 (ALPN `h2`) over one connection, as client-go does:
+/// every request and watch of the client is a stream on that connection. kube-rs itself
+/// speaks HTTP/1.1, a connection per concurrent request.
+fn http2_client(config: &kube::Config) -> anyhow::Result<kube::Client> {
+    use kube::client::ConfigExt as _;
+    let tls = config.rustls_client_config()?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .wrap_connector(http);
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(kube::Client::new(service, config.default_namespace.clone()))
 }
 
 fn configmap(name: &str, payload: &str) -> ConfigMap {
@@ -350,10 +379,50 @@ fn configmap(name: &str, payload: &str) -> ConfigMap {
     cm
 }
 
-/// `n` watchers on one namespace; a writer creates objects stamped with the send time; each
-/// watcher records how long every event took to arrive.
-async fn watch_delivery(clients: &[kube::Client], n: usize) -> anyhow::Result<()> {
-    let ns = format!("watch-{n}");
+/// One kube-rs watcher (`Api::watch`, decoding every event into a typed ConfigMap): waits
+/// for `events` ADDED events and returns how long each took to arrive.
+async fn watcher(
+    client: kube::Client,
+    ns: String,
+    events: usize,
+    epoch: Instant,
+    ready: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<Vec<Duration>> {
+    let api: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(120), "0")
+        .await?
+        .boxed();
+    let _ = ready.send(()).await;
+    let mut lat = Vec::with_capacity(events);
+    while lat.len() < events {
+        match stream.next().await {
+            Some(Ok(WatchEvent::Added(cm))) => {
+                let sent: u128 = cm
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("sent-nanos"))
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let now = epoch.elapsed().as_nanos();
+                lat.push(Duration::from_nanos(now.saturating_sub(sent) as u64));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(anyhow::anyhow!("watch: {e}")),
+            None => break,
+        }
+    }
+    Ok(lat)
+}
+
+/// `n` watchers on one namespace, spread over `clients` (and so over their connections); a
+/// writer creates objects stamped with the send time; each watcher records how long every
+/// event took to arrive.
+async fn watch_delivery(clients: &[kube::Client], transport: &str, n: usize) -> anyhow::Result<()> {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ns = format!("watch-{n}-{run}");
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(clients[0].clone());
     let mut namespace = k8s_openapi::api::core::v1::Namespace::default();
     namespace.metadata.name = Some(ns.clone());
@@ -366,35 +435,13 @@ async fn watch_delivery(clients: &[kube::Client], n: usize) -> anyhow::Result<()
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n);
     let mut tasks = Vec::new();
     for w in 0..n {
-        let api: Api<ConfigMap> = Api::namespaced(clients[w % clients.len()].clone(), &ns);
-        let ready = ready_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut stream = api
-                .watch(&WatchParams::default().timeout(120), "0")
-                .await?
-                .boxed();
-            let _ = ready.send(()).await;
-            let mut lat = Vec::with_capacity(events);
-            while lat.len() < events {
-                match stream.next().await {
-                    Some(Ok(WatchEvent::Added(cm))) => {
-                        let sent: u128 = cm
-                            .metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get("sent-nanos"))
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(0);
-                        let now = epoch.elapsed().as_nanos();
-                        lat.push(Duration::from_nanos(now.saturating_sub(sent) as u64));
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(anyhow::anyhow!("watch: {e}")),
-                    None => break,
-                }
-            }
-            anyhow::Ok(lat)
-        }));
+        tasks.push(tokio::spawn(watcher(
+            clients[w % clients.len()].clone(),
+            ns.clone(),
+            events,
+            epoch,
+            ready_tx.clone(),
+        )));
     }
     drop(ready_tx);
     for _ in 0..n {
@@ -421,7 +468,7 @@ async fn watch_delivery(clients: &[kube::Client], n: usize) -> anyhow::Result<()
     }
     lat.sort();
     println!(
-        "watch delivery ({n:>4} watchers):  p50 {}  p99 {}  ({} deliveries)",
+        "watch delivery ({n:>4} watchers, {transport:<8}):  p50 {}  p99 {}  ({} deliveries)",
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99)),
         lat.len()
