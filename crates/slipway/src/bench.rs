@@ -449,6 +449,7 @@ async fn watch_delivery(clients: &[kube::Client], transport: &str, n: usize) -> 
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let api: Api<ConfigMap> = Api::namespaced(clients[0].clone(), &ns);
+    let cpu_before = crate::bench_sim::cpu_seconds();
     for i in 0..events {
         let mut cm = configmap(&format!("w-{i:04}"), "x");
         cm.metadata.annotations = Some(
@@ -466,9 +467,17 @@ async fn watch_delivery(clients: &[kube::Client], transport: &str, n: usize) -> 
     for t in tasks {
         lat.extend(t.await??);
     }
+    // The whole process's CPU (server, writer and watchers) per delivery: steadier than the
+    // latencies on a shared machine, and what they follow.
+    let cpu = match (cpu_before, crate::bench_sim::cpu_seconds()) {
+        (Some(a), Some(b)) if !lat.is_empty() => {
+            format!("{:.1} µs CPU each", (b - a) * 1e6 / lat.len() as f64)
+        }
+        _ => "CPU unknown".to_string(),
+    };
     lat.sort();
     println!(
-        "watch delivery ({n:>4} watchers, {transport:<8}):  p50 {}  p99 {}  ({} deliveries)",
+        "watch delivery ({n:>4} watchers, {transport:<8}):  p50 {}  p99 {}  ({} deliveries, {cpu})",
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99)),
         lat.len()
