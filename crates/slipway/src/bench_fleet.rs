@@ -27,6 +27,9 @@ pub struct FleetArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout: u64,
+    /// Events the platform registry's watch cache keeps (as `serve --watch-window`).
+    #[arg(long, default_value_t = 100_000)]
+    watch_window: usize,
 }
 
 const NAMESPACE: &str = "fleet";
@@ -106,6 +109,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         slipway_api::resources(),
         slipway_registry::RegistryConfig {
             compaction_interval: Some(Duration::from_secs(60)),
+            watch_window: args.watch_window,
             admission: vec![Arc::new(slipway_lifecycle::ClusterAdmission::new(Some(
                 catalog,
             )))],
