@@ -183,6 +183,9 @@ impl Deleted {
     }
 }
 
+/// Events a watch cache keeps by default ([`RegistryConfig::watch_window`]).
+pub const DEFAULT_WATCH_WINDOW: usize = 100_000;
+
 /// Tunables of a registry.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -211,7 +214,7 @@ pub struct RegistryConfig {
 impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
-            watch_window: 100_000,
+            watch_window: DEFAULT_WATCH_WINDOW,
             compaction_interval: Some(Duration::from_secs(300)),
             gc_interval: Duration::from_secs(10),
             bookmark_interval: Duration::from_secs(60),

@@ -420,9 +420,12 @@ async fn watcher(
 /// writer creates objects stamped with the send time; each watcher records how long every
 /// event took to arrive.
 async fn watch_delivery(clients: &[kube::Client], transport: &str, n: usize) -> anyhow::Result<()> {
-    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ns = format!("watch-{n}-{run}");
+    // One namespace per phase, e.g. `watch-1000-http2`.
+    let slug: String = transport
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let ns = format!("watch-{n}-{}", slug.to_ascii_lowercase());
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(clients[0].clone());
     let mut namespace = k8s_openapi::api::core::v1::Namespace::default();
     namespace.metadata.name = Some(ns.clone());

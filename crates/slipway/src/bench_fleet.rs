@@ -28,7 +28,7 @@ pub struct FleetArgs {
     #[arg(long, default_value_t = 1800)]
     timeout: u64,
     /// Events the platform registry's watch cache keeps (as `serve --watch-window`).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = slipway_registry::DEFAULT_WATCH_WINDOW)]
     watch_window: usize,
 }
 

@@ -77,7 +77,7 @@ struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     bookmark_interval: Duration,
     /// Events the watch cache keeps for watchers resuming from a resourceVersion.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = slipway_registry::DEFAULT_WATCH_WINDOW)]
     watch_window: usize,
     /// Load the demo fleet from `examples/` (four tiers' classes, a dozen clusters over two
     /// regions) and run the simulator at a speed that shows clusters coming up in seconds.
