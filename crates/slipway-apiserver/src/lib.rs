@@ -5,6 +5,7 @@
 //! every kind the registry serves. Everything protocol-shaped lives here; the semantics live
 //! in `slipway-registry`.
 
+mod coalesce;
 mod discovery;
 mod handlers;
 pub mod metrics;
@@ -459,19 +460,36 @@ async fn accept_loop(listener: TcpListener, tls: Arc<rustls::ServerConfig>, rout
                     return;
                 }
             };
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            // kube-apiserver allows 1000 concurrent streams per HTTP/2 connection; watches use one each.
-            builder.http2().max_concurrent_streams(1000);
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
-                .await
-            {
+            // HTTP/2 multiplexes many streams (client-go's watches) over the connection: its
+            // writes are coalesced (`coalesce`). HTTP/1.1 carries one response at a time and
+            // hyper already writes each in one go.
+            let result = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_connection(coalesce::CoalescedWrites::new(stream), router).await
+            } else {
+                serve_connection(stream, router).await
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    router: Router,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // kube-apiserver allows 1000 concurrent streams per HTTP/2 connection; watches use one each.
+    builder.http2().max_concurrent_streams(1000);
+    builder
+        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service)
+        .await
 }
 
 /// Where `slipway serve` keeps its admin kubeconfig.
