@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 
 /// Bytes buffered before writes wait for the writer task.
 const MAX_BUFFERED: usize = 256 * 1024;
+/// How long the writer may still take once the connection is dropped: a peer that stopped
+/// reading must not keep the task and its socket forever.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An I/O stream whose writes a background task coalesces (module docs).
 pub struct CoalescedWrites<T> {
@@ -36,6 +39,8 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer task: bytes to write, a shutdown, or the connection gone.
     work: Notify,
+    /// Signalled when the connection is dropped.
+    gone: Notify,
 }
 
 #[derive(Default)]
@@ -47,6 +52,8 @@ struct State {
     closing: bool,
     /// The writer has shut the stream's write side down.
     closed: bool,
+    /// The connection is dropped: the writer gets [`GRACE`] to finish, then gives up.
+    dropped: bool,
     /// The first write error; every later write, flush and shutdown returns it.
     error: Option<(io::ErrorKind, String)>,
     /// The connection, waiting for room in the buffer or for the shutdown to finish.
@@ -93,6 +100,7 @@ where
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Notify::new(),
+            gone: Notify::new(),
         });
         tokio::spawn(writer(write, Arc::clone(&shared)));
         Self { read, shared }
@@ -113,9 +121,12 @@ async fn writer<T: AsyncWrite>(mut io: WriteHalf<T>, shared: Arc<Shared>) {
                 (bytes, state.closing)
             };
             if !bytes.is_empty() {
-                let written = match io.write_all(&bytes).await {
-                    Ok(()) => io.flush().await,
-                    Err(e) => Err(e),
+                let written = tokio::select! {
+                    written = async {
+                        io.write_all(&bytes).await?;
+                        io.flush().await
+                    } => written,
+                    () = abandoned(&shared) => Err(gave_up()),
                 };
                 let mut state = shared.lock();
                 state.in_flight = 0;
@@ -134,7 +145,10 @@ async fn writer<T: AsyncWrite>(mut io: WriteHalf<T>, shared: Arc<Shared>) {
                 }
             }
             if closing {
-                let shut = io.shutdown().await;
+                let shut = tokio::select! {
+                    shut = io.shutdown() => shut,
+                    () = abandoned(&shared) => Err(gave_up()),
+                };
                 let mut state = shared.lock();
                 if let Err(e) = shut
                     && state.error.is_none()
@@ -148,6 +162,25 @@ async fn writer<T: AsyncWrite>(mut io: WriteHalf<T>, shared: Arc<Shared>) {
             break;
         }
     }
+}
+
+/// Completes [`GRACE`] after the connection was dropped.
+async fn abandoned(shared: &Shared) {
+    loop {
+        let gone = shared.gone.notified();
+        if shared.lock().dropped {
+            break;
+        }
+        gone.await;
+    }
+    tokio::time::sleep(GRACE).await;
+}
+
+fn gave_up() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the connection was dropped and its peer does not read",
+    )
 }
 
 /// Reschedules the task behind the tasks queued now. Unlike `tokio::task::yield_now`, which
@@ -262,10 +295,12 @@ impl<T> Drop for CoalescedWrites<T> {
         let mut state = self.shared.lock();
         let first = !state.closing;
         state.closing = true;
+        state.dropped = true;
         drop(state);
         if first {
             self.shared.work.notify_one();
         }
+        self.shared.gone.notify_one();
     }
 }
 
@@ -317,6 +352,23 @@ mod tests {
         io.flush().await.expect("flush");
         let got = read.await.expect("reader");
         assert!(got.iter().all(|&x| x == 7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_connection_whose_peer_does_not_read_releases_the_stream() {
+        let (a, b) = tokio::io::duplex(16);
+        let mut io = CoalescedWrites::new(a);
+        io.write_all(&[1u8; 4096]).await.expect("buffered");
+        // The writer is now stuck: the peer reads nothing.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let shared = Arc::downgrade(&io.shared);
+        drop(io);
+        tokio::time::sleep(GRACE + std::time::Duration::from_secs(1)).await;
+        assert!(
+            shared.upgrade().is_none(),
+            "the writer task must give up and drop the stream"
+        );
+        drop(b);
     }
 
     #[tokio::test]
