@@ -526,19 +526,21 @@ impl Registry {
             Some((obj, revision))
         });
         loop {
-            let (current, mod_revision, fresh) = match cached.take() {
-                Some((obj, revision)) => (Arc::unwrap_or_clone(obj), revision, false),
+            // Shared with the cache, not copied: the new object is built from it.
+            let (current_arc, mod_revision, fresh) = match cached.take() {
+                Some((obj, revision)) => (obj, revision, false),
                 None => {
                     let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
                         return Err(ApiError::not_found(&def.plural, &def.group, name));
                     };
                     (
-                        codec::decode(&kv.value, kv.mod_revision)?,
+                        Arc::new(codec::decode(&kv.value, kv.mod_revision)?),
                         kv.mod_revision,
                         true,
                     )
                 }
             };
+            let current: &Value = &current_arc;
             if let Some(expected) = precondition
                 && expected != mod_revision
             {
@@ -547,17 +549,17 @@ impl Registry {
                 }
                 return Err(modified(def, name));
             }
-            let requested = mutate(&current)?;
+            let requested = mutate(current)?;
             check_type(def, &requested)?;
             check_name(&requested, name)?;
-            check_identity(def, &current, &requested)?;
-            let mut new = self.merge_for_update(def, &current, requested, subresource)?;
-            let warnings = self.prepare(def, &mut new, Some(&current), opts)?;
-            bump_generation(def, &current, &mut new);
+            check_identity(def, current, &requested)?;
+            let mut new = self.merge_for_update(def, current, requested, subresource)?;
+            let warnings = self.prepare(def, &mut new, Some(current), opts)?;
+            bump_generation(def, current, &mut new);
             let now = now();
             if !applied {
                 new = ssa::track_update(
-                    Some(&current),
+                    Some(current),
                     new,
                     &def.schema,
                     opts.manager(),
@@ -565,12 +567,12 @@ impl Registry {
                     &now,
                 );
             }
-            if unchanged(&current, &new) {
+            if unchanged(current, &new) {
                 if !fresh {
                     continue;
                 }
                 return Ok(Written {
-                    object: current,
+                    object: Arc::unwrap_or_clone(current_arc),
                     warnings,
                     created: false,
                 });
@@ -651,26 +653,16 @@ impl Registry {
                 }
                 new
             }
-            Subresource::Status => {
-                let mut new = current.clone();
-                if let Some(map) = new.as_object_mut() {
-                    match requested.get("status") {
-                        Some(status) => map.insert("status".into(), status.clone()),
-                        None => map.remove("status"),
-                    };
-                }
-                // managedFields may change through status writes (apply on /status).
-                if let Some(mf) = requested.pointer("/metadata/managedFields") {
-                    meta::metadata_mut(&mut new).insert("managedFields".into(), mf.clone());
-                }
-                new
-            }
+            // Everything but the status (and managedFields: apply on /status changes them)
+            // stays as stored. Built entry by entry, in the stored order, so that what the
+            // request replaces is moved from it rather than copied from `current`.
+            Subresource::Status => status_update(current, requested),
         };
+        let empty = Map::new();
         let old_meta = current
             .get("metadata")
             .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+            .unwrap_or(&empty);
         let meta_map = meta::metadata_mut(&mut new);
         for field in [
             "name",
@@ -1074,27 +1066,73 @@ fn same_except(
 }
 
 /// Bump metadata.generation when anything but metadata and status changed.
+/// The object a `/status` write makes of `current`: the requested status (none if the
+/// request has none) and, when the request carries them, its managedFields; the rest as
+/// stored, in the stored order.
+fn status_update(current: &Value, mut requested: Value) -> Value {
+    let Some(stored) = current.as_object() else {
+        return current.clone();
+    };
+    let mut status = requested.as_object_mut().and_then(|m| m.remove("status"));
+    let mut managed = requested
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("managedFields"));
+    let mut new = Map::new();
+    for (k, v) in stored {
+        match k.as_str() {
+            "status" => {
+                if let Some(status) = status.take() {
+                    new.insert(k.clone(), status);
+                }
+            }
+            "metadata" if managed.is_some() => {
+                let mut meta = Map::new();
+                if let Some(stored_meta) = v.as_object() {
+                    for (mk, mv) in stored_meta {
+                        if mk == "managedFields" {
+                            if let Some(mf) = managed.take() {
+                                meta.insert(mk.clone(), mf);
+                            }
+                        } else {
+                            meta.insert(mk.clone(), mv.clone());
+                        }
+                    }
+                }
+                if let Some(mf) = managed.take() {
+                    meta.insert("managedFields".into(), mf);
+                }
+                new.insert(k.clone(), Value::Object(meta));
+            }
+            _ => {
+                new.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(status) = status {
+        new.insert("status".into(), status);
+    }
+    Value::Object(new)
+}
+
 fn bump_generation(def: &ResourceDef, current: &Value, new: &mut Value) {
     if !def.tracks_generation {
         return;
     }
-    let spec_of = |o: &Value| -> Map<String, Value> {
+    // Everything but metadata, status, apiVersion and kind is spec.
+    fn spec(o: &Value) -> std::collections::HashMap<&str, &Value> {
         o.as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| {
-                        !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
-                    })
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+            .map(|(k, v)| (k.as_str(), v))
+            .collect()
+    }
     let generation = current
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(1);
-    let next = if spec_of(current) != spec_of(new) {
+    let next = if spec(current) != spec(new) {
         generation + 1
     } else {
         generation
@@ -1251,6 +1289,53 @@ mod tests {
             }
         }
         obj
+    }
+
+    #[test]
+    fn a_status_write_takes_only_status_and_managed_fields_from_the_request() {
+        let current = json!({
+            "apiVersion": "v1", "kind": "X",
+            "metadata": {"name": "a", "labels": {"x": "1"},
+                         "managedFields": [{"manager": "m"}], "uid": "u"},
+            "spec": {"size": 1},
+            "status": {"phase": "Old"},
+            "extra": true
+        });
+        let requested = json!({
+            "apiVersion": "v1", "kind": "X",
+            "metadata": {"name": "a", "labels": {"x": "changed"},
+                         "managedFields": [{"manager": "n"}]},
+            "spec": {"size": 9},
+            "status": {"phase": "New"}
+        });
+        let new = status_update(&current, requested);
+        assert_eq!(
+            new,
+            json!({
+                "apiVersion": "v1", "kind": "X",
+                "metadata": {"name": "a", "labels": {"x": "1"},
+                             "managedFields": [{"manager": "n"}], "uid": "u"},
+                "spec": {"size": 1},
+                "status": {"phase": "New"},
+                "extra": true
+            })
+        );
+        // The stored order is kept (it is the order the object is served in).
+        let keys: Vec<&String> = new.as_object().expect("object").keys().collect();
+        assert_eq!(
+            keys,
+            ["apiVersion", "kind", "metadata", "spec", "status", "extra"]
+        );
+        let meta_keys: Vec<&String> = new["metadata"].as_object().expect("meta").keys().collect();
+        assert_eq!(meta_keys, ["name", "labels", "managedFields", "uid"]);
+        // No status in the request: none after; no managedFields in it: the stored ones.
+        let new = status_update(&current, json!({"metadata": {"name": "a"}}));
+        assert!(new.get("status").is_none());
+        assert_eq!(new["metadata"]["managedFields"], json!([{"manager": "m"}]));
+        // A status where there was none is added.
+        let bare = json!({"metadata": {"name": "a"}, "spec": {}});
+        let new = status_update(&bare, json!({"status": {"phase": "P"}}));
+        assert_eq!(new["status"], json!({"phase": "P"}));
     }
 
     #[test]
