@@ -177,26 +177,49 @@ fn field_rule<'s>(s: &'s Value, resource_root: bool, key: &str) -> FieldRule<'s>
 pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<FieldPath> {
     let mut out = Vec::new();
     if !is_no_schema(schema) {
-        collect_unknown(schema, obj, true, &FieldPath::default(), &mut out);
+        collect_unknown(schema, obj, true, &mut Vec::new(), &mut out);
     }
     out
 }
 
-fn collect_unknown(
+/// One step of the path to the node [`collect_unknown`] is at: the path itself is only
+/// spelled out for a field it reports (this walk runs on every write, over the whole object).
+enum Step<'a> {
+    Field(&'a str),
+    Index(usize),
+}
+
+fn spelled(steps: &[Step<'_>]) -> FieldPath {
+    steps
+        .iter()
+        .fold(FieldPath::default(), |path, step| match step {
+            Step::Field(name) => path.child(name),
+            Step::Index(i) => path.index(*i),
+        })
+}
+
+fn collect_unknown<'a>(
     s: &Value,
-    obj: &Value,
+    obj: &'a Value,
     resource_root: bool,
-    path: &FieldPath,
+    steps: &mut Vec<Step<'a>>,
     out: &mut Vec<FieldPath>,
 ) {
     match obj {
         Value::Object(map) if walks_objects(s) => {
             for (k, v) in map {
-                let child = path.child(k);
                 match field_rule(s, resource_root, k) {
-                    FieldRule::Known(cs, root) => collect_unknown(cs, v, root, &child, out),
+                    FieldRule::Known(cs, root) => {
+                        steps.push(Step::Field(k));
+                        collect_unknown(cs, v, root, steps, out);
+                        steps.pop();
+                    }
                     FieldRule::Opaque => {}
-                    FieldRule::Unknown => out.push(child),
+                    FieldRule::Unknown => {
+                        steps.push(Step::Field(k));
+                        out.push(spelled(steps));
+                        steps.pop();
+                    }
                 }
             }
         }
@@ -204,7 +227,9 @@ fn collect_unknown(
             if let Some(is) = items(s) {
                 let root = flag(is, EMBEDDED);
                 for (i, v) in values.iter().enumerate() {
-                    collect_unknown(is, v, root, &path.index(i), out);
+                    steps.push(Step::Index(i));
+                    collect_unknown(is, v, root, steps, out);
+                    steps.pop();
                 }
             }
         }
