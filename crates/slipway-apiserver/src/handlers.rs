@@ -392,12 +392,18 @@ impl Call<'_> {
         let mut first_table = true;
         let body = stream.map(move |event| {
             let _keep = &guard;
+            let table_row = repr == Representation::Table
+                && matches!(event.type_, WatchEventType::Added | WatchEventType::Modified | WatchEventType::Deleted);
+            let partial =
+                repr == Representation::PartialMetadata && event.type_ != WatchEventType::Error;
+            if !table_row && !partial {
+                // The common case: the line every such watcher gets, serialized once.
+                return Ok::<Bytes, Infallible>(event.json_line());
+            }
             let mut out = BytesMut::with_capacity(256);
             out.put_slice(b"{\"type\":\"");
             out.put_slice(event.type_.as_str().as_bytes());
             out.put_slice(b"\",\"object\":");
-            let table_row = repr == Representation::Table
-                && matches!(event.type_, WatchEventType::Added | WatchEventType::Modified | WatchEventType::Deleted);
             if table_row {
                 let mut table = table::build_table(
                     &def,
@@ -411,10 +417,8 @@ impl Call<'_> {
                 }
                 first_table = false;
                 out.put_slice(&serde_json::to_vec(&table).unwrap_or_default());
-            } else if repr == Representation::PartialMetadata && event.type_ != WatchEventType::Error {
-                out.put_slice(&serde_json::to_vec(&response::partial_metadata(&event.object)).unwrap_or_default());
             } else {
-                out.put_slice(&event.object_json());
+                out.put_slice(&serde_json::to_vec(&response::partial_metadata(&event.object)).unwrap_or_default());
             }
             out.put_slice(b"}\n");
             Ok::<Bytes, Infallible>(out.freeze())

@@ -27,6 +27,9 @@ use tokio::sync::{broadcast, watch};
 use crate::codec;
 
 /// One change, as the cache saw it.
+/// What follows the object in a watch line.
+const LINE_SUFFIX: &[u8] = b"}\n";
+
 #[derive(Debug)]
 pub struct CacheEvent {
     pub kind: EventKind,
@@ -36,7 +39,9 @@ pub struct CacheEvent {
     /// The object before this change, if it existed.
     pub prev: Option<Arc<Value>>,
     pub revision: Revision,
-    json: std::sync::OnceLock<bytes::Bytes>,
+    /// The event as a watch line of its own type (`{"type":..,"object":..}` and a newline),
+    /// serialized once for every watcher; the object's JSON is a slice of it.
+    line: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl CacheEvent {
@@ -53,17 +58,37 @@ impl CacheEvent {
             object,
             prev,
             revision,
-            json: std::sync::OnceLock::new(),
+            line: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The type a watcher that sees every object gets this event as.
+    pub fn own_type(&self) -> crate::watch::WatchEventType {
+        use crate::watch::WatchEventType;
+        match (self.kind, &self.prev) {
+            (EventKind::Deleted, _) => WatchEventType::Deleted,
+            (_, Some(_)) => WatchEventType::Modified,
+            (_, None) => WatchEventType::Added,
+        }
+    }
+
+    /// The event's watch line for [`Self::own_type`], computed once and shared.
+    pub fn line(&self) -> bytes::Bytes {
+        self.line
+            .get_or_init(|| {
+                crate::watch::event_line(
+                    self.own_type(),
+                    &serde_json::to_vec(&*self.object).unwrap_or_default(),
+                )
+            })
+            .clone()
     }
 
     /// The object serialized as JSON, computed once and shared by every watcher.
     pub fn object_json(&self) -> bytes::Bytes {
-        self.json
-            .get_or_init(|| {
-                bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())
-            })
-            .clone()
+        let line = self.line();
+        let start = crate::watch::line_prefix(self.own_type()).len();
+        line.slice(start..line.len().saturating_sub(LINE_SUFFIX.len()).max(start))
     }
 }
 
@@ -693,6 +718,44 @@ impl WithRetry for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_events_watch_line_is_serialized_once_and_holds_its_object() {
+        use crate::watch::WatchEventType;
+        let object =
+            Arc::new(serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "v\n\"q\""}}));
+        let cases = [
+            (EventKind::Created, None, "ADDED", WatchEventType::Added),
+            (
+                EventKind::Updated,
+                Some(Arc::clone(&object)),
+                "MODIFIED",
+                WatchEventType::Modified,
+            ),
+            (
+                EventKind::Deleted,
+                Some(Arc::clone(&object)),
+                "DELETED",
+                WatchEventType::Deleted,
+            ),
+        ];
+        for (kind, prev, name, type_) in cases {
+            let ev = CacheEvent::new(kind, "/k/a".into(), Arc::clone(&object), prev, 7);
+            assert_eq!(ev.own_type(), type_);
+            let line = ev.line();
+            assert!(line.ends_with(b"}\n"));
+            let parsed: Value = serde_json::from_slice(&line).expect("a JSON line");
+            assert_eq!(parsed, serde_json::json!({"type": name, "object": *object}));
+            let json: Value = serde_json::from_slice(&ev.object_json()).expect("object JSON");
+            assert_eq!(json, *object);
+            // Shared, not rebuilt: the same buffer each time.
+            assert_eq!(ev.line().as_ptr(), line.as_ptr());
+            assert_eq!(
+                ev.object_json().as_ptr(),
+                line[line.len() - 2 - ev.object_json().len()..].as_ptr()
+            );
+        }
+    }
     use slipway_store::sqlite::SqliteStore;
     use slipway_store::{KeyValue, WatchEvent};
 

@@ -76,6 +76,38 @@ impl WatchEvent {
             _ => bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()),
         }
     }
+
+    /// The event as one line of a JSON watch stream: `{"type":..,"object":..}` and a
+    /// newline. Shared between watchers (no copy) when the event is the cache event as is.
+    pub fn json_line(&self) -> bytes::Bytes {
+        match &self.source {
+            Some(src) if Arc::ptr_eq(&src.object, &self.object) && src.own_type() == self.type_ => {
+                src.line()
+            }
+            _ => event_line(self.type_, &self.object_json()),
+        }
+    }
+}
+
+/// The start of a watch line of type `type_`, up to the object.
+pub(crate) fn line_prefix(type_: WatchEventType) -> &'static [u8] {
+    match type_ {
+        WatchEventType::Added => br#"{"type":"ADDED","object":"#,
+        WatchEventType::Modified => br#"{"type":"MODIFIED","object":"#,
+        WatchEventType::Deleted => br#"{"type":"DELETED","object":"#,
+        WatchEventType::Bookmark => br#"{"type":"BOOKMARK","object":"#,
+        WatchEventType::Error => br#"{"type":"ERROR","object":"#,
+    }
+}
+
+/// A watch line: `{"type":..,"object":<object_json>}` and a newline.
+pub(crate) fn event_line(type_: WatchEventType, object_json: &[u8]) -> bytes::Bytes {
+    let prefix = line_prefix(type_);
+    let mut line = Vec::with_capacity(prefix.len() + object_json.len() + 2);
+    line.extend_from_slice(prefix);
+    line.extend_from_slice(object_json);
+    line.extend_from_slice(b"}\n");
+    bytes::Bytes::from(line)
 }
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = WatchEvent> + Send>>;
