@@ -74,6 +74,11 @@ impl State {
         }
     }
 
+    /// Asks the writer to write what is left and close; true the first time.
+    fn close(&mut self) -> bool {
+        !std::mem::replace(&mut self.closing, true)
+    }
+
     fn wake(&mut self) {
         if let Some(w) = self.waiting.take() {
             w.wake();
@@ -261,26 +266,19 @@ impl<T> AsyncWrite for CoalescedWrites<T> {
     /// The bytes are the writer task's once written (as a socket's are the kernel's): a flush
     /// only reports an earlier write error.
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.shared.lock().failed() {
-            Some(e) => Poll::Ready(Err(e)),
-            None => Poll::Ready(Ok(())),
-        }
+        Poll::Ready(self.shared.lock().failed().map_or(Ok(()), Err))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.shared.lock();
-        if state.closed {
-            return Poll::Ready(match state.failed() {
-                Some(e) => Err(e),
-                None => Ok(()),
-            });
-        }
         if let Some(e) = state.failed() {
             return Poll::Ready(Err(e));
         }
+        if state.closed {
+            return Poll::Ready(Ok(()));
+        }
         state.wait(cx);
-        let first = !state.closing;
-        state.closing = true;
+        let first = state.close();
         drop(state);
         if first {
             self.shared.work.notify_one();
@@ -293,8 +291,7 @@ impl<T> Drop for CoalescedWrites<T> {
     /// The writer writes what is left and closes the stream's write side, then ends.
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        let first = !state.closing;
-        state.closing = true;
+        let first = state.close();
         state.dropped = true;
         drop(state);
         if first {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
@@ -400,11 +400,7 @@ impl Call<'_> {
                 // The common case: the line every such watcher gets, serialized once.
                 return Ok::<Bytes, Infallible>(event.json_line());
             }
-            let mut out = BytesMut::with_capacity(256);
-            out.put_slice(b"{\"type\":\"");
-            out.put_slice(event.type_.as_str().as_bytes());
-            out.put_slice(b"\",\"object\":");
-            if table_row {
+            let object = if table_row {
                 let mut table = table::build_table(
                     &def,
                     std::slice::from_ref(&*event.object),
@@ -416,12 +412,11 @@ impl Call<'_> {
                     t.insert("columnDefinitions".into(), json!([]));
                 }
                 first_table = false;
-                out.put_slice(&serde_json::to_vec(&table).unwrap_or_default());
+                serde_json::to_vec(&table)
             } else {
-                out.put_slice(&serde_json::to_vec(&response::partial_metadata(&event.object)).unwrap_or_default());
-            }
-            out.put_slice(b"}\n");
-            Ok::<Bytes, Infallible>(out.freeze())
+                serde_json::to_vec(&response::partial_metadata(&event.object))
+            };
+            Ok::<Bytes, Infallible>(event.line_around(&object.unwrap_or_default()))
         });
         Ok(Reply::stream(Body::from_stream(body)))
     }

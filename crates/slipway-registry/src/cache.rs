@@ -27,9 +27,6 @@ use tokio::sync::{broadcast, watch};
 use crate::codec;
 
 /// One change, as the cache saw it.
-/// What follows the object in a watch line.
-const LINE_SUFFIX: &[u8] = b"}\n";
-
 #[derive(Debug)]
 pub struct CacheEvent {
     pub kind: EventKind,
@@ -87,8 +84,9 @@ impl CacheEvent {
     /// The object serialized as JSON, computed once and shared by every watcher.
     pub fn object_json(&self) -> bytes::Bytes {
         let line = self.line();
-        let start = crate::watch::line_prefix(self.own_type()).len();
-        line.slice(start..line.len().saturating_sub(LINE_SUFFIX.len()).max(start))
+        let start = crate::watch::line_prefix_len(self.own_type());
+        let end = line.len().saturating_sub(crate::watch::LINE_SUFFIX.len());
+        line.slice(start..end.max(start))
     }
 }
 

@@ -87,26 +87,33 @@ impl WatchEvent {
             _ => event_line(self.type_, &self.object_json()),
         }
     }
+
+    /// A watch line of this event's type around another rendering of its object (a Table
+    /// row, partial metadata).
+    pub fn line_around(&self, object_json: &[u8]) -> bytes::Bytes {
+        event_line(self.type_, object_json)
+    }
 }
 
-/// The start of a watch line of type `type_`, up to the object.
-pub(crate) fn line_prefix(type_: WatchEventType) -> &'static [u8] {
-    match type_ {
-        WatchEventType::Added => br#"{"type":"ADDED","object":"#,
-        WatchEventType::Modified => br#"{"type":"MODIFIED","object":"#,
-        WatchEventType::Deleted => br#"{"type":"DELETED","object":"#,
-        WatchEventType::Bookmark => br#"{"type":"BOOKMARK","object":"#,
-        WatchEventType::Error => br#"{"type":"ERROR","object":"#,
-    }
+/// What follows the object in a watch line.
+pub(crate) const LINE_SUFFIX: &[u8] = b"}\n";
+const LINE_TYPE: &[u8] = br#"{"type":""#;
+const LINE_OBJECT: &[u8] = br#"","object":"#;
+
+/// The length of a watch line of type `type_` up to the object.
+pub(crate) fn line_prefix_len(type_: WatchEventType) -> usize {
+    LINE_TYPE.len() + type_.as_str().len() + LINE_OBJECT.len()
 }
 
 /// A watch line: `{"type":..,"object":<object_json>}` and a newline.
 pub(crate) fn event_line(type_: WatchEventType, object_json: &[u8]) -> bytes::Bytes {
-    let prefix = line_prefix(type_);
-    let mut line = Vec::with_capacity(prefix.len() + object_json.len() + 2);
-    line.extend_from_slice(prefix);
+    let mut line =
+        Vec::with_capacity(line_prefix_len(type_) + object_json.len() + LINE_SUFFIX.len());
+    line.extend_from_slice(LINE_TYPE);
+    line.extend_from_slice(type_.as_str().as_bytes());
+    line.extend_from_slice(LINE_OBJECT);
     line.extend_from_slice(object_json);
-    line.extend_from_slice(b"}\n");
+    line.extend_from_slice(LINE_SUFFIX);
     bytes::Bytes::from(line)
 }
 
