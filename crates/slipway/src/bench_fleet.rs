@@ -105,7 +105,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
             .context("opening the platform store")?,
     );
     let registry = slipway_registry::Registry::start(
-        store,
+        Arc::clone(&store),
         slipway_api::resources(),
         slipway_registry::RegistryConfig {
             compaction_interval: Some(Duration::from_secs(60)),
@@ -224,6 +224,9 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         );
     }
     let converged = started.elapsed();
+    let cpu_to_ready = cpu_seconds().unwrap_or(0.0) - cpu_start;
+    // One store revision per write: what the platform wrote to get there.
+    let writes = store.current_revision().await.unwrap_or(0);
     let reconciles: u64 = ["cluster", "machine"]
         .iter()
         .flat_map(|c| ["success", "error"].map(|r| metrics.reconciles(c, r)))
@@ -246,6 +249,16 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         "reconciles:              {} ({:.0}/s)",
         reconciles,
         reconciles as f64 / converged.as_secs_f64()
+    );
+    println!(
+        "CPU until Ready:         {:.1} s ({:.0} ms per cluster)",
+        cpu_to_ready,
+        cpu_to_ready * 1000.0 / args.clusters.max(1) as f64
+    );
+    println!(
+        "platform writes:         {} ({:.1} per cluster)",
+        writes,
+        writes as f64 / args.clusters.max(1) as f64
     );
     println!(
         "peak RSS:                {:.0} MiB",
