@@ -71,6 +71,11 @@ fn decode<K: DeserializeOwned>(v: Value) -> Result<K> {
     serde_json::from_value(v).map_err(|e| Error::Decode(e.to_string()))
 }
 
+/// Decode a shared object in place, without copying it first.
+fn decode_shared<K: DeserializeOwned>(v: &Value) -> Result<K> {
+    K::deserialize(v).map_err(|e| Error::Decode(e.to_string()))
+}
+
 fn encode<K: Serialize>(k: &K) -> Result<Value> {
     serde_json::to_value(k).map_err(|e| Error::Decode(e.to_string()))
 }
@@ -132,7 +137,7 @@ where
 
     /// One object (404 [`Error::is_not_found`] when missing).
     pub async fn get(&self, name: &str) -> Result<K> {
-        decode(self.client.get(&self.res, self.ns.as_deref(), name).await?)
+        decode_shared(&*self.client.get(&self.res, self.ns.as_deref(), name).await?)
     }
 
     /// One object, `None` when missing.
@@ -159,8 +164,8 @@ where
 
     /// Create an object.
     pub async fn create(&self, params: &PostParams, obj: &K) -> Result<K> {
-        decode(
-            self.client
+        decode_shared(
+            &*self.client
                 .create(&self.res, self.ns.as_deref(), encode(obj)?, params)
                 .await?,
         )
@@ -168,8 +173,8 @@ where
 
     /// Replace an object.
     pub async fn replace(&self, name: &str, params: &PostParams, obj: &K) -> Result<K> {
-        decode(
-            self.client
+        decode_shared(
+            &*self.client
                 .replace(&self.res, self.ns.as_deref(), name, encode(obj)?, params)
                 .await?,
         )
@@ -177,8 +182,8 @@ where
 
     /// Replace an object's status.
     pub async fn replace_status(&self, name: &str, params: &PostParams, obj: &K) -> Result<K> {
-        decode(
-            self.client
+        decode_shared(
+            &*self.client
                 .replace_status(&self.res, self.ns.as_deref(), name, encode(obj)?, params)
                 .await?,
         )
@@ -186,8 +191,8 @@ where
 
     /// Patch an object.
     pub async fn patch(&self, name: &str, params: &PatchParams, patch: &Patch) -> Result<K> {
-        decode(
-            self.client
+        decode_shared(
+            &*self.client
                 .patch(
                     &self.res,
                     self.ns.as_deref(),
@@ -202,18 +207,28 @@ where
 
     /// Patch an object's status.
     pub async fn patch_status(&self, name: &str, params: &PatchParams, patch: &Patch) -> Result<K> {
-        decode(
-            self.client
-                .patch(
-                    &self.res,
-                    self.ns.as_deref(),
-                    name,
-                    Subresource::Status,
-                    patch,
-                    params,
-                )
-                .await?,
-        )
+        decode_shared(&*self.patch_status_value(name, params, patch).await?)
+    }
+
+    /// [`Api::patch_status`] answering the written object as shared JSON, for a caller that
+    /// needs at most a field of it (decoding the whole object into `K` is the larger part of
+    /// a status write's cost to an in-process caller).
+    pub async fn patch_status_value(
+        &self,
+        name: &str,
+        params: &PatchParams,
+        patch: &Patch,
+    ) -> Result<Arc<Value>> {
+        self.client
+            .patch(
+                &self.res,
+                self.ns.as_deref(),
+                name,
+                Subresource::Status,
+                patch,
+                params,
+            )
+            .await
     }
 
     /// Delete an object (see [`Deleted`]).
@@ -235,9 +250,9 @@ where
         Ok(stream
             .map(|ev| {
                 Ok(match ev? {
-                    WatchEvent::Added(v) => WatchEventOf::Added(decode(v)?),
-                    WatchEvent::Modified(v) => WatchEventOf::Modified(decode(v)?),
-                    WatchEvent::Deleted(v) => WatchEventOf::Deleted(decode(v)?),
+                    WatchEvent::Added(v) => WatchEventOf::Added(decode_shared(&v)?),
+                    WatchEvent::Modified(v) => WatchEventOf::Modified(decode_shared(&v)?),
+                    WatchEvent::Deleted(v) => WatchEventOf::Deleted(decode_shared(&v)?),
                     WatchEvent::Bookmark { resource_version } => {
                         WatchEventOf::Bookmark { resource_version }
                     }

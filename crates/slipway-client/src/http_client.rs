@@ -85,6 +85,10 @@ fn to_value(obj: DynamicObject) -> Result<Value> {
     serde_json::to_value(obj).map_err(|e| Error::Decode(e.to_string()))
 }
 
+fn to_shared(obj: DynamicObject) -> Result<Arc<Value>> {
+    to_value(obj).map(Arc::new)
+}
+
 fn from_value(obj: Value) -> Result<DynamicObject> {
     serde_json::from_value(obj).map_err(|e| Error::Decode(e.to_string()))
 }
@@ -108,8 +112,8 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
 
 #[async_trait]
 impl Client for Http {
-    async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Value> {
-        to_value(self.api(res, ns)?.get(name).await?)
+    async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Arc<Value>> {
+        to_shared(self.api(res, ns)?.get(name).await?)
     }
 
     async fn list(
@@ -154,9 +158,9 @@ impl Client for Http {
         ns: Option<&str>,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let obj = from_value(obj)?;
-        to_value(
+        to_shared(
             self.api(res, ns)?
                 .create(&post_params(params), &obj)
                 .await?,
@@ -170,9 +174,9 @@ impl Client for Http {
         name: &str,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let obj = from_value(obj)?;
-        to_value(
+        to_shared(
             self.api(res, ns)?
                 .replace(name, &post_params(params), &obj)
                 .await?,
@@ -186,9 +190,9 @@ impl Client for Http {
         name: &str,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let obj = from_value(obj)?;
-        to_value(
+        to_shared(
             self.api(res, ns)?
                 .replace_status(name, &post_params(params), &obj)
                 .await?,
@@ -203,7 +207,7 @@ impl Client for Http {
         sub: Subresource,
         patch: &Patch,
         params: &PatchParams,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let api = self.api(res, ns)?;
         let pp = kapi::PatchParams {
             dry_run: params.dry_run,
@@ -232,14 +236,14 @@ impl Client for Http {
                     .header(http::header::ACCEPT, "application/json")
                     .body(body)
                     .map_err(|e| Error::Transport(e.to_string()))?;
-                return Ok(self.kube_client()?.request::<Value>(req).await?);
+                return Ok(Arc::new(self.kube_client()?.request::<Value>(req).await?));
             }
         };
         let out = match sub {
             Subresource::Main => api.patch(name, &pp, &kpatch).await?,
             Subresource::Status => api.patch_status(name, &pp, &kpatch).await?,
         };
-        to_value(out)
+        to_shared(out)
     }
 
     async fn delete(
@@ -311,9 +315,9 @@ impl Client for Http {
             .map_err(Error::from)
             .and_then(|ev| async move {
                 Ok(match ev {
-                    KubeEvent::Added(o) => WatchEvent::Added(to_value(o)?),
-                    KubeEvent::Modified(o) => WatchEvent::Modified(to_value(o)?),
-                    KubeEvent::Deleted(o) => WatchEvent::Deleted(to_value(o)?),
+                    KubeEvent::Added(o) => WatchEvent::Added(to_shared(o)?),
+                    KubeEvent::Modified(o) => WatchEvent::Modified(to_shared(o)?),
+                    KubeEvent::Deleted(o) => WatchEvent::Deleted(to_shared(o)?),
                     KubeEvent::Bookmark(b) => WatchEvent::Bookmark {
                         resource_version: b.metadata.resource_version,
                     },

@@ -110,9 +110,9 @@ fn subresource(s: Subresource) -> registry::Subresource {
 
 #[async_trait]
 impl Client for InProcess {
-    async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Value> {
+    async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Arc<Value>> {
         let def = self.def(res)?;
-        Ok(self.registry.get(&def, res.scope(ns), name).await?)
+        Ok(self.registry.get_shared(&def, res.scope(ns), name).await?)
     }
 
     async fn list(
@@ -144,7 +144,7 @@ impl Client for InProcess {
         ns: Option<&str>,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let def = self.def(res)?;
         let opts = self.write_options(params.dry_run, params.field_manager.as_ref(), false);
         Ok(self
@@ -161,7 +161,7 @@ impl Client for InProcess {
         name: &str,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let def = self.def(res)?;
         let opts = self.write_options(params.dry_run, params.field_manager.as_ref(), false);
         let written = self
@@ -185,7 +185,7 @@ impl Client for InProcess {
         name: &str,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let def = self.def(res)?;
         let opts = self.write_options(params.dry_run, params.field_manager.as_ref(), false);
         let written = self
@@ -210,7 +210,7 @@ impl Client for InProcess {
         sub: Subresource,
         patch: &Patch,
         params: &PatchParams,
-    ) -> Result<Value> {
+    ) -> Result<Arc<Value>> {
         let def = self.def(res)?;
         let patch = match patch {
             Patch::Merge(p) => registry::Patch::Merge(p.clone()),
@@ -298,7 +298,7 @@ impl Client for InProcess {
 
 fn convert_event(ev: registry::WatchEvent) -> WatchEvent {
     use registry::WatchEventType as T;
-    let object = Arc::unwrap_or_clone(ev.object);
+    let object = ev.object;
     match ev.type_ {
         T::Added => WatchEvent::Added(object),
         T::Modified => WatchEvent::Modified(object),

@@ -55,7 +55,7 @@ pub use types::{
 pub trait Client: Send + Sync + 'static {
     /// One object; [`Error::Api`] with code 404 when it does not exist (see
     /// [`Error::is_not_found`], or [`Api::get_opt`]).
-    async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Value>;
+    async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Arc<Value>>;
 
     /// One page of objects (every object when `params.limit` is unset).
     async fn list(
@@ -65,14 +65,15 @@ pub trait Client: Send + Sync + 'static {
         params: &ListParams,
     ) -> Result<ObjectList>;
 
-    /// Create `obj` (its `metadata.name` names it).
+    /// Create `obj` (its `metadata.name` names it). Writes answer the object as written,
+    /// shared (an in-process client hands out the registry's own copy).
     async fn create(
         &self,
         res: &ApiResource,
         ns: Option<&str>,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value>;
+    ) -> Result<Arc<Value>>;
 
     /// Replace the object `name` (optimistic concurrency on `metadata.resourceVersion` when set).
     async fn replace(
@@ -82,7 +83,7 @@ pub trait Client: Send + Sync + 'static {
         name: &str,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value>;
+    ) -> Result<Arc<Value>>;
 
     /// Replace the status of `name` (the `/status` subresource).
     async fn replace_status(
@@ -92,7 +93,7 @@ pub trait Client: Send + Sync + 'static {
         name: &str,
         obj: Value,
         params: &PostParams,
-    ) -> Result<Value>;
+    ) -> Result<Arc<Value>>;
 
     /// Patch the object or its status.
     async fn patch(
@@ -103,7 +104,7 @@ pub trait Client: Send + Sync + 'static {
         subresource: Subresource,
         patch: &Patch,
         params: &PatchParams,
-    ) -> Result<Value>;
+    ) -> Result<Arc<Value>>;
 
     /// Delete `name`: gone at once, or pending while finalizers run.
     async fn delete(

@@ -1,6 +1,7 @@
 //! Request parameters, results and the resource descriptor shared by every [`Client`](crate::Client).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -232,11 +233,13 @@ impl WatchParams {
 
 /// One watch event.
 #[derive(Debug, Clone, PartialEq)]
+///
+/// Objects are shared: an in-process watch hands out the registry's own copy.
 pub enum WatchEvent {
-    Added(Value),
-    Modified(Value),
+    Added(Arc<Value>),
+    Modified(Arc<Value>),
     /// The object's last state.
-    Deleted(Value),
+    Deleted(Arc<Value>),
     /// Nothing changed, but the watch has seen everything up to this resourceVersion.
     Bookmark {
         resource_version: String,

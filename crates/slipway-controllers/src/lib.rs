@@ -322,7 +322,7 @@ where
     if current == Some(&status) {
         return Ok(());
     }
-    api.patch_status(
+    api.patch_status_value(
         &obj.name_any(),
         &slipway_client::PatchParams::default(),
         &slipway_client::Patch::Merge(serde_json::json!({"status": status})),

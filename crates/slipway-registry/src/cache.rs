@@ -107,6 +107,9 @@ struct State {
 
 pub struct WatchCache {
     state: RwLock<State>,
+    /// Objects the registry just wrote, by revision, not yet applied: the cache takes the
+    /// object from here instead of decoding the stored bytes again ([`WatchCache::written`]).
+    written: std::sync::Mutex<BTreeMap<Revision, (String, Arc<Value>)>>,
     live: broadcast::Sender<Arc<CacheEvent>>,
     progress: watch::Sender<Revision>,
     window: usize,
@@ -144,6 +147,7 @@ impl WatchCache {
         let (live, _) = broadcast::channel(window.min(4096));
         let (progress, _) = watch::channel(0);
         Arc::new(Self {
+            written: std::sync::Mutex::new(BTreeMap::new()),
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 events: VecDeque::new(),
@@ -224,6 +228,45 @@ impl WatchCache {
                 self.revision()
             ))
             .with_retry(1)),
+        }
+    }
+
+    /// `object`, which the registry wrote under `key` at `revision` (its resourceVersion
+    /// stamped by [`codec::set_resource_version`]), shared: when the cache applies that
+    /// revision it takes this object rather than decoding the stored bytes, which hold
+    /// the same object. Nothing is kept for a revision the cache has already applied.
+    pub fn written(&self, key: &str, revision: Revision, object: Value) -> Arc<Value> {
+        let object = Arc::new(object);
+        // Under the state lock: `apply` (which holds it for writing) either ran for this
+        // revision already, or will find the object.
+        let state = self.read();
+        if state.revision < revision {
+            self.lock_written()
+                .insert(revision, (key.to_string(), Arc::clone(&object)));
+        }
+        object
+    }
+
+    fn lock_written(&self) -> std::sync::MutexGuard<'_, BTreeMap<Revision, (String, Arc<Value>)>> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The object the registry wrote at `revision` under `key`, if it handed it over;
+    /// forgets every older one (their events were skipped or covered by a load).
+    fn take_written(&self, key: &str, revision: Revision) -> Option<Arc<Value>> {
+        let mut written = self.lock_written();
+        if written.is_empty() {
+            return None;
+        }
+        let later = written.split_off(&revision);
+        *written = later;
+        match written.first_key_value() {
+            Some((rev, (k, _))) if *rev == revision && k == key => {
+                written.pop_first().map(|(_, (_, obj))| obj)
+            }
+            _ => None,
         }
     }
 
@@ -321,8 +364,16 @@ impl WatchCache {
     fn apply(&self, state: &mut State, event: slipway_store::WatchEvent) {
         let revision = event.revision();
         let key = event.kv.key.clone();
-        let object = match codec::decode(&event.kv.value, revision) {
-            Ok(obj) => Arc::new(obj),
+        let handed = match event.kind {
+            EventKind::Deleted => None,
+            _ => self.take_written(&key, revision),
+        };
+        let decoded = match handed {
+            Some(obj) => Ok(obj),
+            None => codec::decode(&event.kv.value, revision).map(Arc::new),
+        };
+        let object = match decoded {
+            Ok(obj) => obj,
             Err(e) => {
                 tracing::error!(key, revision, error = %e, "watch cache: undecodable object skipped");
                 state.revision = revision;
@@ -806,6 +857,37 @@ mod tests {
         assert_eq!(replay.len(), 1, "only b came after the load");
         cache.offer(event("c", 9));
         assert_eq!(cache.revision(), 9);
+    }
+
+    /// An object the registry hands over for a revision not yet applied is the one the cache
+    /// keeps (no second decode); one handed over late, or for another key, is not kept, and
+    /// older ones are forgotten when a later revision is applied.
+    #[tokio::test]
+    async fn written_objects_are_taken_not_decoded() {
+        let (_dir, cache) = cache().await;
+        assert!(cache.finish_load(BTreeMap::new(), 1, 0));
+        let key = |n: &str| format!("{ROOT}core/configmaps/default/{n}");
+        let mut obj = serde_json::json!({"metadata": {"name": "a"}});
+        crate::codec::set_resource_version(&mut obj, 5);
+        let handed = cache.written(&key("a"), 5, obj);
+        cache.offer(event("a", 5));
+        let served = cache.get(&key("a")).expect("cached");
+        assert!(Arc::ptr_eq(&served, &handed), "taken, not decoded");
+        assert_eq!(*served, crate::codec::decode(&event("a", 5).kv.value, 5).expect("decode"));
+
+        // Too late: the cache applied revision 6 already, so nothing is kept for it.
+        cache.offer(event("b", 6));
+        let late = cache.written(&key("b"), 6, serde_json::json!({}));
+        assert!(!Arc::ptr_eq(&cache.get(&key("b")).expect("cached"), &late));
+        assert!(cache.lock_written().is_empty());
+
+        // Another key at that revision is not taken; a skipped one is forgotten.
+        cache.written(&key("x"), 7, serde_json::json!({}));
+        cache.written(&key("y"), 8, serde_json::json!({}));
+        cache.offer(event("c", 7));
+        assert_eq!(cache.get(&key("c")).expect("cached")["metadata"]["name"], "c");
+        cache.offer(event("d", 9));
+        assert!(cache.lock_written().is_empty(), "older revisions are forgotten");
     }
 
     /// A load that started before the shared watch lost its place is thrown away.

@@ -9,13 +9,48 @@ use slipway_store::Revision;
 
 /// Serialize an object for the store, without its resourceVersion.
 pub fn encode(obj: &Value) -> Result<Bytes, ApiError> {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-    }
-    serde_json::to_vec(&obj)
+    serde_json::to_vec(&Stored(obj))
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+}
+
+/// An object serialized as stored: as is, except `metadata.resourceVersion` (written without
+/// copying the object to remove it).
+struct Stored<'a>(&'a Value);
+
+/// A map serialized without one of its keys.
+struct Without<'a>(&'a serde_json::Map<String, Value>, &'static str);
+
+impl serde::Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(map) = self.0 else {
+            return self.0.serialize(serializer);
+        };
+        let mut out = serializer.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    out.serialize_entry(k, &Without(meta, "resourceVersion"))?
+                }
+                _ => out.serialize_entry(k, v)?,
+            }
+        }
+        out.end()
+    }
+}
+
+impl serde::Serialize for Without<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = serializer.serialize_map(None)?;
+        for (k, v) in self.0 {
+            if k != self.1 {
+                out.serialize_entry(k, v)?;
+            }
+        }
+        out.end()
+    }
 }
 
 /// Parse a stored object and stamp its resourceVersion.
@@ -26,8 +61,12 @@ pub fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
+/// Set `metadata.resourceVersion`, last in `metadata` as [`decode`] puts it: an object
+/// written and the same object read back are identical, to the order of their fields.
 pub fn set_resource_version(obj: &mut Value, revision: Revision) {
-    slipway_apimachinery::meta::metadata_mut(obj).insert(
+    let meta = slipway_apimachinery::meta::metadata_mut(obj);
+    meta.shift_remove("resourceVersion");
+    meta.insert(
         "resourceVersion".into(),
         Value::String(revision.to_string()),
     );
@@ -43,4 +82,41 @@ pub fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
                 "invalid resource version \"{rv}\": must be a non-negative integer"
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_form_drops_only_the_resource_version_and_keeps_order() {
+        let obj = json!({
+            "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "7", "uid": "u",
+                         "annotations": {"resourceVersion": "kept"}},
+            "data": {"metadata": {"resourceVersion": "kept too"}},
+        });
+        let bytes = encode(&obj).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"kind":"ConfigMap","metadata":{"name":"a","uid":"u","annotations":{"resourceVersion":"kept"}},"data":{"metadata":{"resourceVersion":"kept too"}}}"#
+        );
+        let back = decode(&bytes, 9).unwrap();
+        let mut written = obj.clone();
+        set_resource_version(&mut written, 9);
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(&written).unwrap(),
+            "an object written and read back are identical, to the order of their fields"
+        );
+        assert_eq!(back["metadata"]["resourceVersion"], "9");
+        assert_eq!(back["data"], obj["data"]);
+        // Not an object, or metadata not an object: stored as it is.
+        assert_eq!(&encode(&json!([1])).unwrap()[..], b"[1]");
+        assert_eq!(
+            &encode(&json!({"metadata": 1})).unwrap()[..],
+            br#"{"metadata":1}"#
+        );
+    }
 }

@@ -84,7 +84,9 @@ impl WriteOptions {
 /// The result of a write.
 #[derive(Debug, Clone)]
 pub struct Written {
-    pub object: Value,
+    /// The object as written; shared with the watch cache, which takes it instead of
+    /// decoding the stored bytes again.
+    pub object: Arc<Value>,
     /// Warnings for the client (unknown fields under `fieldValidation=Warn`).
     pub warnings: Vec<String>,
     /// True when the write created the object.

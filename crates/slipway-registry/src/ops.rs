@@ -53,6 +53,18 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
     ) -> Result<Value, ApiError> {
+        self.get_shared(def, ns, name)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Registry::get`] without a copy: the watch cache's own object.
+    pub async fn get_shared(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
         let ns = scope(def, ns)?;
         let key = self.keys.key(def, ns, name);
         // A consistent read served from the watch cache once it has caught up with the
@@ -61,7 +73,7 @@ impl Registry {
         let current = self.store.current_revision().await.map_err(store_error)?;
         self.cache.wait_for(current, self.config.cache_wait).await?;
         match self.cache.get(&key) {
-            Some(obj) => Ok(Value::clone(&obj)),
+            Some(obj) => Ok(obj),
             None => Err(ApiError::not_found(&def.plural, &def.group, name)),
         }
     }
@@ -291,7 +303,7 @@ impl Registry {
         }
         if opts.dry_run {
             return Ok(Written {
-                object: obj,
+                object: Arc::new(obj),
                 warnings,
                 created: true,
             });
@@ -303,7 +315,7 @@ impl Registry {
                 let mut obj = obj;
                 codec::set_resource_version(&mut obj, rev);
                 Ok(Written {
-                    object: obj,
+                    object: self.cache.written(&key, rev, obj),
                     warnings,
                     created: true,
                 })
@@ -572,14 +584,14 @@ impl Registry {
                     continue;
                 }
                 return Ok(Written {
-                    object: Arc::unwrap_or_clone(current_arc),
+                    object: current_arc,
                     warnings,
                     created: false,
                 });
             }
             if opts.dry_run {
                 return Ok(Written {
-                    object: new,
+                    object: Arc::new(new),
                     warnings,
                     created: false,
                 });
@@ -593,7 +605,7 @@ impl Registry {
                         codec::set_resource_version(&mut new, rev);
                         self.gc_wakeup.notify_one();
                         Ok(Written {
-                            object: new,
+                            object: Arc::new(new),
                             warnings,
                             created: false,
                         })
@@ -616,7 +628,7 @@ impl Registry {
                 Ok(rev) => {
                     codec::set_resource_version(&mut new, rev);
                     return Ok(Written {
-                        object: new,
+                        object: self.cache.written(&key, rev, new),
                         warnings,
                         created: false,
                     });

@@ -177,7 +177,7 @@ async fn create_ns(env: &Env, name: &str) -> Value {
         .create(&env.ns, None, ns, &opts())
         .await
         .expect("namespace created")
-        .object
+        .object.as_ref().clone()
 }
 
 async fn create_cm(env: &Env, ns: &str, obj: Value) -> Value {
@@ -185,7 +185,7 @@ async fn create_cm(env: &Env, ns: &str, obj: Value) -> Value {
         .create(&env.cm, Some(ns), obj, &opts())
         .await
         .expect("configmap created")
-        .object
+        .object.as_ref().clone()
 }
 
 async fn create_cluster(env: &Env, ns: &str, obj: Value) -> Value {
@@ -193,7 +193,7 @@ async fn create_cluster(env: &Env, ns: &str, obj: Value) -> Value {
         .create(&env.cluster, Some(ns), obj, &opts())
         .await
         .expect("cluster created")
-        .object
+        .object.as_ref().clone()
 }
 
 async fn exists(env: &Env, def: &ResourceDef, ns: Option<&str>, name: &str) -> bool {
@@ -273,7 +273,7 @@ async fn create_stamps_identity_and_generation() {
         .await
         .unwrap();
     assert!(w.created);
-    let obj = &w.object;
+    let obj = &w.object.as_ref().clone();
     let uid = uid_of(obj);
     assert!(uuid::Uuid::parse_str(&uid).is_ok(), "uid is a UUID: {uid}");
     let ts = obj
@@ -471,7 +471,7 @@ async fn update_with_stale_resource_version_is_409() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert!(rv(&v2) > rv(&v1));
 
     // A writer still holding v1 loses.
@@ -515,7 +515,7 @@ async fn update_with_stale_resource_version_is_409() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(v3["data"]["k"], json!("fresh"));
     assert!(rv(&v3) > rv(&v2));
 }
@@ -625,7 +625,7 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(c["metadata"]["labels"]["team"], json!("payments"));
     assert_eq!(generation(&c), 1, "label change bumped generation");
 
@@ -644,7 +644,7 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(c["status"]["nodes"], json!(3));
     assert_eq!(generation(&c), 1, "status change bumped generation");
 
@@ -663,7 +663,7 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(generation(&c), 2, "spec change did not bump generation");
 
     // Spec again through a merge patch: bump once more.
@@ -682,7 +682,7 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(generation(&c), 3);
 
     // A client cannot set generation itself.
@@ -701,7 +701,7 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(generation(&c), 3);
 }
 
@@ -723,7 +723,7 @@ async fn status_subresource_splits_writes() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(c["status"]["nodes"], json!(3));
 
     // The main endpoint ignores status but keeps the spec change.
@@ -742,7 +742,7 @@ async fn status_subresource_splits_writes() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(
         c["status"]["nodes"],
         json!(3),
@@ -766,7 +766,7 @@ async fn status_subresource_splits_writes() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(
         c["status"]["nodes"],
         json!(3),
@@ -790,7 +790,7 @@ async fn status_subresource_splits_writes() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(
         c["spec"]["nodePools"][0]["replicas"],
         json!(2),
@@ -829,7 +829,7 @@ async fn status_subresource_ignores_label_changes() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert!(
         c.pointer("/metadata/labels/sneaky").is_none(),
         "/status wrote a label: {c}"
@@ -923,7 +923,7 @@ async fn merge_patch() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(v2["data"], json!({"keep": "1", "new": "3"}));
     assert_eq!(v2["metadata"]["labels"], json!({"app": "web"}));
     assert!(rv(&v2) > rv(&v1));
@@ -959,7 +959,7 @@ async fn merge_patch() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(v3["data"]["keep"], json!("x"));
 
     expect_err(
@@ -998,7 +998,7 @@ async fn patches_right_after_writes_act_on_the_latest_object() {
             )
             .await
             .expect("patch")
-            .object
+            .object.as_ref().clone()
         }
     };
     let mut last = patch(json!({"metadata": {"labels": {"x": "1"}}})).await;
@@ -1081,7 +1081,7 @@ async fn json_patch() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(v["data"], json!({"k": "w", "n": "1"}));
     assert_eq!(v["metadata"]["labels"]["app"], json!("web"));
 
@@ -1129,7 +1129,7 @@ async fn json_patch_on_status_subresource_only_changes_status() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(c["status"]["nodes"], json!(2));
     assert_eq!(c["spec"]["version"], json!("1.33.4"));
     assert_eq!(generation(&c), 1);
@@ -1185,7 +1185,7 @@ async fn create_records_managed_fields() {
     assert!(
         owned_by(&w.object, "kubectl-create").contains("f:data"),
         "{}",
-        w.object
+        w.object.as_ref().clone()
     );
 }
 
@@ -1207,7 +1207,7 @@ async fn server_side_apply_create_update_conflict_force() {
         .await
         .unwrap();
     assert!(w.created, "apply of a missing object creates it");
-    let v1 = w.object;
+    let v1 = w.object.as_ref().clone();
     assert_eq!(v1["data"], json!({"x": "1"}));
     assert!(!uid_of(&v1).is_empty());
     assert_eq!(
@@ -1251,7 +1251,7 @@ async fn server_side_apply_create_update_conflict_force() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(v2["data"], json!({"x": "1", "y": "2"}));
 
     // Bob sets a field alice owns to another value: conflict, nothing written.
@@ -1313,7 +1313,7 @@ async fn server_side_apply_create_update_conflict_force() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(v3["data"]["x"], json!("bob"));
     assert!(owned_by(&v3, "bob").contains("f:x"), "{v3}");
     assert!(
@@ -1334,7 +1334,7 @@ async fn server_side_apply_create_update_conflict_force() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(v4["data"]["y"], json!("2"));
 }
 
@@ -1366,7 +1366,7 @@ async fn server_side_apply_removes_fields_the_applier_stops_owning() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(
         v["data"],
         json!({"x": "1"}),
@@ -1402,7 +1402,7 @@ async fn server_side_apply_conflicts_with_an_update_manager() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert!(
         managers(&edited).contains(&("kubectl-edit".to_string(), "Update".to_string())),
         "{edited}"
@@ -1465,7 +1465,7 @@ async fn server_side_apply_creates_a_cluster_with_identity_and_validation() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(generation(&v), 2);
 
     // An invalid apply is rejected and writes nothing.
@@ -1914,7 +1914,7 @@ async fn finalizers_gate_deletion() {
         .patch(&env.cm, Some("default"), "a", p, Subresource::Main, &opts())
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(
         v["metadata"]["deletionTimestamp"],
         json!(ts),
@@ -1980,7 +1980,7 @@ async fn deletion_timestamp_cannot_be_set_or_cleared_by_update() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert!(
         v.pointer("/metadata/deletionTimestamp").is_none(),
         "client set deletionTimestamp"
@@ -1999,7 +1999,7 @@ async fn deletion_timestamp_cannot_be_set_or_cleared_by_update() {
         .patch(&env.cm, Some("default"), "b", p, Subresource::Main, &opts())
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert!(
         v.pointer("/metadata/deletionTimestamp").is_some(),
         "client cleared deletionTimestamp"
@@ -2893,7 +2893,7 @@ async fn watch_from_empty_starts_with_the_current_state() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     let ev = next_event(&mut stream).await;
     assert_eq!(summary(&ev), (WatchEventType::Modified, "a".into()));
     assert_eq!(ev.object["data"]["k"], json!("2"));
@@ -3059,7 +3059,7 @@ async fn watch_selector_transitions() {
                 )
                 .await
                 .unwrap()
-                .object
+                .object.as_ref().clone()
         }
     };
 
@@ -3160,14 +3160,14 @@ async fn watch_selector_exit_event_carries_the_previous_state() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     let ev = next_event(&mut stream).await;
     assert_eq!(ev.type_, WatchEventType::Deleted);
     assert_eq!(
         ev.object["metadata"]["labels"]["app"],
         json!("x"),
         "DELETED object: {}",
-        ev.object
+        ev.object.as_ref().clone()
     );
     assert_eq!(rv(&ev.object), rv(&out));
 }
@@ -3221,7 +3221,7 @@ async fn watch_bookmarks_when_asked() {
     assert!(
         rv(&ev.object) >= rv(&a),
         "bookmark behind the watch's start: {}",
-        ev.object
+        ev.object.as_ref().clone()
     );
 
     // After a change, bookmarks carry at least its revision.
@@ -3280,7 +3280,7 @@ async fn watch_send_initial_events_ends_with_a_bookmark() {
             WatchEventType::Added => initial.push(name_of(&ev.object)),
             WatchEventType::Bookmark
                 if ev
-                    .object
+                    .object.as_ref().clone()
                     .pointer("/metadata/annotations/k8s.io~1initial-events-end")
                     == Some(&json!("true")) =>
             {
@@ -3466,7 +3466,7 @@ async fn many_concurrent_watchers_see_every_event_in_order() {
             .patch(&env.cm, Some("fan"), &name, p, Subresource::Main, &opts())
             .await
             .unwrap()
-            .object;
+            .object.as_ref().clone();
         expected.push((WatchEventType::Modified, name, rv(&u)));
     }
     for i in 0..10 {
@@ -3686,7 +3686,7 @@ async fn noop_update_by_another_manager_keeps_resource_version() {
         .create(&env.cm, Some("default"), cm_obj("a"), &manager("creator"))
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     let w = env
         .reg
         .update(
@@ -3703,7 +3703,7 @@ async fn noop_update_by_another_manager_keeps_resource_version() {
         rv(&w.object),
         rv(&c),
         "a no-op update by another manager wrote: {}",
-        w.object
+        w.object.as_ref().clone()
     );
     assert_eq!(
         managers(&w.object),
@@ -3727,7 +3727,7 @@ async fn noop_update_by_another_manager_keeps_resource_version() {
     assert!(
         owned_by(&w.object, "other").contains("f:k2"),
         "{}",
-        w.object
+        w.object.as_ref().clone()
     );
 }
 
@@ -3785,7 +3785,7 @@ async fn apply_with_a_stale_resource_version_is_409() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     env.reg
         .patch(
             &env.cm,
@@ -3847,7 +3847,7 @@ async fn apply_to_status_subresource() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(c["status"]["nodes"], json!(2));
     assert_eq!(
         c["spec"]["version"],
@@ -3870,7 +3870,7 @@ async fn apply_to_status_subresource() {
         )
         .await
         .unwrap()
-        .object;
+        .object.as_ref().clone();
     assert_eq!(c["status"]["nodes"], json!(2));
     assert_eq!(c["spec"]["nodePools"][0]["replicas"], json!(2));
 }
@@ -4066,4 +4066,72 @@ async fn a_watcher_that_lags_behind_the_broadcast_catches_up_in_order() {
         next_value[w] += 1;
     }
     assert!(next_value.iter().all(|v| *v == PER_WRITER));
+}
+
+/// What a write answers is what a read serves afterwards, to the order of its fields (the
+/// watch cache takes the written object rather than decoding the stored bytes, so the two
+/// must not differ).
+#[tokio::test]
+async fn a_written_object_reads_back_identical() {
+    let env = env().await;
+    create_ns(&env, "hand").await;
+    let created = env
+        .reg
+        .create(
+            &env.cm,
+            Some("hand"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "h", "resourceVersion": "", "labels": {"a": "b"}},
+                   "data": {"k": "v"}}),
+            &opts(),
+        )
+        .await
+        .expect("created");
+    let read = env.reg.get(&env.cm, Some("hand"), "h").await.expect("get");
+    assert_eq!(
+        serde_json::to_string(&read).expect("json"),
+        serde_json::to_string(&*created.object).expect("json")
+    );
+    let patched = env
+        .reg
+        .patch(
+            &env.cm,
+            Some("hand"),
+            "h",
+            Patch::Merge(json!({"data": {"k": "v2"}})),
+            Subresource::Main,
+            &opts(),
+        )
+        .await
+        .expect("patched");
+    let read = env.reg.get(&env.cm, Some("hand"), "h").await.expect("get");
+    assert_eq!(rv(&read), rv(&patched.object));
+    assert_eq!(
+        serde_json::to_string(&read).expect("json"),
+        serde_json::to_string(&*patched.object).expect("json")
+    );
+    let untouched = env
+        .reg
+        .create(
+            &env.cm,
+            Some("hand"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "h2", "resourceVersion": "", "uid": "ignored"}}),
+            &opts(),
+        )
+        .await
+        .expect("created");
+    // A fresh registry over the same store decodes every object from its bytes.
+    let store = Arc::clone(env.reg.store());
+    let fresh = Registry::start(store, slipway_api::resources(), config())
+        .await
+        .expect("second registry");
+    for written in [&patched, &untouched] {
+        let name = written.object["metadata"]["name"].as_str().expect("name");
+        let decoded = fresh.get(&env.cm, Some("hand"), name).await.expect("get");
+        assert_eq!(
+            serde_json::to_string(&decoded).expect("json"),
+            serde_json::to_string(&*written.object).expect("json")
+        );
+    }
 }

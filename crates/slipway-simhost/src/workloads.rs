@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -24,11 +25,12 @@ use slipway_simkube::{deployment, kubelet, pdb, replicaset, scheduler};
 /// Everything a pass looks at, as stored.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    pub nodes: Vec<Value>,
-    pub pods: Vec<Value>,
-    pub replica_sets: Vec<Value>,
-    pub deployments: Vec<Value>,
-    pub pdbs: Vec<Value>,
+    /// Shared with the registry's watch cache: a pass copies only what it writes.
+    pub nodes: Vec<Arc<Value>>,
+    pub pods: Vec<Arc<Value>>,
+    pub replica_sets: Vec<Arc<Value>>,
+    pub deployments: Vec<Arc<Value>>,
+    pub pdbs: Vec<Arc<Value>>,
     pub now: Timestamp,
 }
 
@@ -62,9 +64,10 @@ pub enum Write {
 }
 
 /// Decode what decodes; an object that does not is left alone (and logged once per pass).
-fn typed<T: DeserializeOwned>(values: &[Value]) -> Vec<(T, &Value)> {
+fn typed<T: DeserializeOwned>(values: &[Arc<Value>]) -> Vec<(T, &Value)> {
     values
         .iter()
+        .map(|v| &**v)
         .filter_map(|v| match T::deserialize(v) {
             Ok(t) => Some((t, v)),
             Err(e) => {
@@ -515,8 +518,8 @@ mod tests {
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
         });
         let mut s = Snapshot {
-            nodes: vec![node],
-            deployments: vec![d],
+            nodes: vec![Arc::new(node)],
+            deployments: vec![Arc::new(d)],
             now,
             ..Default::default()
         };
@@ -535,7 +538,7 @@ mod tests {
         assert_eq!(rs["kind"], "ReplicaSet");
         let mut rs = rs;
         rs["metadata"]["uid"] = json!("rs1");
-        s.replica_sets = vec![rs];
+        s.replica_sets = vec![Arc::new(rs)];
         let pods: Vec<Value> = reconcile(&s)
             .into_iter()
             .filter_map(|w| match w {
@@ -555,7 +558,7 @@ mod tests {
                 p["metadata"]["name"] = json!(format!("web-{i}"));
                 p["metadata"]["namespace"] = json!("default");
                 p["metadata"]["uid"] = json!(format!("p{i}"));
-                p
+                Arc::new(p)
             })
             .collect();
         let bound: Vec<Value> = reconcile(&s)
@@ -570,7 +573,7 @@ mod tests {
             .collect();
         assert_eq!(bound.len(), 2);
         assert!(bound.iter().all(|p| p["spec"]["nodeName"] == "n1"));
-        s.pods = bound;
+        s.pods = bound.into_iter().map(Arc::new).collect();
         let running: Vec<Value> = reconcile(&s)
             .into_iter()
             .filter_map(|w| match w {

@@ -300,7 +300,7 @@ async fn sync_nodes(
                             &write_options(),
                         )
                         .await?;
-                    let mut with_status = written.object;
+                    let mut with_status = Arc::unwrap_or_clone(written.object);
                     with_status["status"] = merged["status"].clone();
                     registry
                         .update(
@@ -339,7 +339,7 @@ async fn sync_nodes(
             .create(&nodes, None, want.clone(), &write_options())
             .await
         {
-            Ok(w) => w.object,
+            Ok(w) => Arc::unwrap_or_clone(w.object),
             Err(e) if e.code == 409 => continue,
             Err(e) => return Err(e),
         };
@@ -480,12 +480,7 @@ async fn pass(registry: &Registry) -> Result<Pass, ApiError> {
         registry
             .list(&d, None, &ListParams::default())
             .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .map(|o| (**o).clone())
-                    .collect::<Vec<Value>>()
-            })
+            .map(|l| l.items)
     };
     let snapshot = Snapshot {
         nodes: list(Arc::clone(&nodes)).await?,
