@@ -165,7 +165,8 @@ where
     /// Create an object.
     pub async fn create(&self, params: &PostParams, obj: &K) -> Result<K> {
         decode_shared(
-            &*self.client
+            &*self
+                .client
                 .create(&self.res, self.ns.as_deref(), encode(obj)?, params)
                 .await?,
         )
@@ -174,7 +175,8 @@ where
     /// Replace an object.
     pub async fn replace(&self, name: &str, params: &PostParams, obj: &K) -> Result<K> {
         decode_shared(
-            &*self.client
+            &*self
+                .client
                 .replace(&self.res, self.ns.as_deref(), name, encode(obj)?, params)
                 .await?,
         )
@@ -183,7 +185,8 @@ where
     /// Replace an object's status.
     pub async fn replace_status(&self, name: &str, params: &PostParams, obj: &K) -> Result<K> {
         decode_shared(
-            &*self.client
+            &*self
+                .client
                 .replace_status(&self.res, self.ns.as_deref(), name, encode(obj)?, params)
                 .await?,
         )
@@ -192,7 +195,8 @@ where
     /// Patch an object.
     pub async fn patch(&self, name: &str, params: &PatchParams, patch: &Patch) -> Result<K> {
         decode_shared(
-            &*self.client
+            &*self
+                .client
                 .patch(
                     &self.res,
                     self.ns.as_deref(),

@@ -873,7 +873,10 @@ mod tests {
         cache.offer(event("a", 5));
         let served = cache.get(&key("a")).expect("cached");
         assert!(Arc::ptr_eq(&served, &handed), "taken, not decoded");
-        assert_eq!(*served, crate::codec::decode(&event("a", 5).kv.value, 5).expect("decode"));
+        assert_eq!(
+            *served,
+            crate::codec::decode(&event("a", 5).kv.value, 5).expect("decode")
+        );
 
         // Too late: the cache applied revision 6 already, so nothing is kept for it.
         cache.offer(event("b", 6));
@@ -885,9 +888,15 @@ mod tests {
         cache.written(&key("x"), 7, serde_json::json!({}));
         cache.written(&key("y"), 8, serde_json::json!({}));
         cache.offer(event("c", 7));
-        assert_eq!(cache.get(&key("c")).expect("cached")["metadata"]["name"], "c");
+        assert_eq!(
+            cache.get(&key("c")).expect("cached")["metadata"]["name"],
+            "c"
+        );
         cache.offer(event("d", 9));
-        assert!(cache.lock_written().is_empty(), "older revisions are forgotten");
+        assert!(
+            cache.lock_written().is_empty(),
+            "older revisions are forgotten"
+        );
     }
 
     /// A load that started before the shared watch lost its place is thrown away.

@@ -177,7 +177,9 @@ async fn create_ns(env: &Env, name: &str) -> Value {
         .create(&env.ns, None, ns, &opts())
         .await
         .expect("namespace created")
-        .object.as_ref().clone()
+        .object
+        .as_ref()
+        .clone()
 }
 
 async fn create_cm(env: &Env, ns: &str, obj: Value) -> Value {
@@ -185,7 +187,9 @@ async fn create_cm(env: &Env, ns: &str, obj: Value) -> Value {
         .create(&env.cm, Some(ns), obj, &opts())
         .await
         .expect("configmap created")
-        .object.as_ref().clone()
+        .object
+        .as_ref()
+        .clone()
 }
 
 async fn create_cluster(env: &Env, ns: &str, obj: Value) -> Value {
@@ -193,7 +197,9 @@ async fn create_cluster(env: &Env, ns: &str, obj: Value) -> Value {
         .create(&env.cluster, Some(ns), obj, &opts())
         .await
         .expect("cluster created")
-        .object.as_ref().clone()
+        .object
+        .as_ref()
+        .clone()
 }
 
 async fn exists(env: &Env, def: &ResourceDef, ns: Option<&str>, name: &str) -> bool {
@@ -471,7 +477,9 @@ async fn update_with_stale_resource_version_is_409() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert!(rv(&v2) > rv(&v1));
 
     // A writer still holding v1 loses.
@@ -515,7 +523,9 @@ async fn update_with_stale_resource_version_is_409() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(v3["data"]["k"], json!("fresh"));
     assert!(rv(&v3) > rv(&v2));
 }
@@ -625,7 +635,9 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(c["metadata"]["labels"]["team"], json!("payments"));
     assert_eq!(generation(&c), 1, "label change bumped generation");
 
@@ -644,7 +656,9 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(c["status"]["nodes"], json!(3));
     assert_eq!(generation(&c), 1, "status change bumped generation");
 
@@ -663,7 +677,9 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(generation(&c), 2, "spec change did not bump generation");
 
     // Spec again through a merge patch: bump once more.
@@ -682,7 +698,9 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(generation(&c), 3);
 
     // A client cannot set generation itself.
@@ -701,7 +719,9 @@ async fn generation_moves_only_with_the_spec() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(generation(&c), 3);
 }
 
@@ -723,7 +743,9 @@ async fn status_subresource_splits_writes() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(c["status"]["nodes"], json!(3));
 
     // The main endpoint ignores status but keeps the spec change.
@@ -742,7 +764,9 @@ async fn status_subresource_splits_writes() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(
         c["status"]["nodes"],
         json!(3),
@@ -766,7 +790,9 @@ async fn status_subresource_splits_writes() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(
         c["status"]["nodes"],
         json!(3),
@@ -790,7 +816,9 @@ async fn status_subresource_splits_writes() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(
         c["spec"]["nodePools"][0]["replicas"],
         json!(2),
@@ -829,7 +857,9 @@ async fn status_subresource_ignores_label_changes() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert!(
         c.pointer("/metadata/labels/sneaky").is_none(),
         "/status wrote a label: {c}"
@@ -923,7 +953,9 @@ async fn merge_patch() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(v2["data"], json!({"keep": "1", "new": "3"}));
     assert_eq!(v2["metadata"]["labels"], json!({"app": "web"}));
     assert!(rv(&v2) > rv(&v1));
@@ -959,7 +991,9 @@ async fn merge_patch() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(v3["data"]["keep"], json!("x"));
 
     expect_err(
@@ -998,7 +1032,9 @@ async fn patches_right_after_writes_act_on_the_latest_object() {
             )
             .await
             .expect("patch")
-            .object.as_ref().clone()
+            .object
+            .as_ref()
+            .clone()
         }
     };
     let mut last = patch(json!({"metadata": {"labels": {"x": "1"}}})).await;
@@ -1081,7 +1117,9 @@ async fn json_patch() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(v["data"], json!({"k": "w", "n": "1"}));
     assert_eq!(v["metadata"]["labels"]["app"], json!("web"));
 
@@ -1129,7 +1167,9 @@ async fn json_patch_on_status_subresource_only_changes_status() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(c["status"]["nodes"], json!(2));
     assert_eq!(c["spec"]["version"], json!("1.33.4"));
     assert_eq!(generation(&c), 1);
@@ -1251,7 +1291,9 @@ async fn server_side_apply_create_update_conflict_force() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(v2["data"], json!({"x": "1", "y": "2"}));
 
     // Bob sets a field alice owns to another value: conflict, nothing written.
@@ -1313,7 +1355,9 @@ async fn server_side_apply_create_update_conflict_force() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(v3["data"]["x"], json!("bob"));
     assert!(owned_by(&v3, "bob").contains("f:x"), "{v3}");
     assert!(
@@ -1334,7 +1378,9 @@ async fn server_side_apply_create_update_conflict_force() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(v4["data"]["y"], json!("2"));
 }
 
@@ -1366,7 +1412,9 @@ async fn server_side_apply_removes_fields_the_applier_stops_owning() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(
         v["data"],
         json!({"x": "1"}),
@@ -1402,7 +1450,9 @@ async fn server_side_apply_conflicts_with_an_update_manager() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert!(
         managers(&edited).contains(&("kubectl-edit".to_string(), "Update".to_string())),
         "{edited}"
@@ -1465,7 +1515,9 @@ async fn server_side_apply_creates_a_cluster_with_identity_and_validation() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(generation(&v), 2);
 
     // An invalid apply is rejected and writes nothing.
@@ -1914,7 +1966,9 @@ async fn finalizers_gate_deletion() {
         .patch(&env.cm, Some("default"), "a", p, Subresource::Main, &opts())
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(
         v["metadata"]["deletionTimestamp"],
         json!(ts),
@@ -1980,7 +2034,9 @@ async fn deletion_timestamp_cannot_be_set_or_cleared_by_update() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert!(
         v.pointer("/metadata/deletionTimestamp").is_none(),
         "client set deletionTimestamp"
@@ -1999,7 +2055,9 @@ async fn deletion_timestamp_cannot_be_set_or_cleared_by_update() {
         .patch(&env.cm, Some("default"), "b", p, Subresource::Main, &opts())
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert!(
         v.pointer("/metadata/deletionTimestamp").is_some(),
         "client cleared deletionTimestamp"
@@ -2893,7 +2951,9 @@ async fn watch_from_empty_starts_with_the_current_state() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     let ev = next_event(&mut stream).await;
     assert_eq!(summary(&ev), (WatchEventType::Modified, "a".into()));
     assert_eq!(ev.object["data"]["k"], json!("2"));
@@ -3059,7 +3119,9 @@ async fn watch_selector_transitions() {
                 )
                 .await
                 .unwrap()
-                .object.as_ref().clone()
+                .object
+                .as_ref()
+                .clone()
         }
     };
 
@@ -3160,7 +3222,9 @@ async fn watch_selector_exit_event_carries_the_previous_state() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     let ev = next_event(&mut stream).await;
     assert_eq!(ev.type_, WatchEventType::Deleted);
     assert_eq!(
@@ -3280,7 +3344,9 @@ async fn watch_send_initial_events_ends_with_a_bookmark() {
             WatchEventType::Added => initial.push(name_of(&ev.object)),
             WatchEventType::Bookmark
                 if ev
-                    .object.as_ref().clone()
+                    .object
+                    .as_ref()
+                    .clone()
                     .pointer("/metadata/annotations/k8s.io~1initial-events-end")
                     == Some(&json!("true")) =>
             {
@@ -3466,7 +3532,9 @@ async fn many_concurrent_watchers_see_every_event_in_order() {
             .patch(&env.cm, Some("fan"), &name, p, Subresource::Main, &opts())
             .await
             .unwrap()
-            .object.as_ref().clone();
+            .object
+            .as_ref()
+            .clone();
         expected.push((WatchEventType::Modified, name, rv(&u)));
     }
     for i in 0..10 {
@@ -3686,7 +3754,9 @@ async fn noop_update_by_another_manager_keeps_resource_version() {
         .create(&env.cm, Some("default"), cm_obj("a"), &manager("creator"))
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     let w = env
         .reg
         .update(
@@ -3785,7 +3855,9 @@ async fn apply_with_a_stale_resource_version_is_409() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     env.reg
         .patch(
             &env.cm,
@@ -3847,7 +3919,9 @@ async fn apply_to_status_subresource() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(c["status"]["nodes"], json!(2));
     assert_eq!(
         c["spec"]["version"],
@@ -3870,7 +3944,9 @@ async fn apply_to_status_subresource() {
         )
         .await
         .unwrap()
-        .object.as_ref().clone();
+        .object
+        .as_ref()
+        .clone();
     assert_eq!(c["status"]["nodes"], json!(2));
     assert_eq!(c["spec"]["nodePools"][0]["replicas"], json!(2));
 }
