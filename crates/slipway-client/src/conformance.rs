@@ -227,7 +227,7 @@ pub async fn crud_and_typed_errors(f: Fixture) {
     assert!(e.is_already_exists(), "{e}");
     assert!(!e.is_conflict() && !e.is_fenced(), "{e}");
 
-    let mut changed = got.clone();
+    let mut changed = Value::clone(&got);
     changed["data"]["k"] = json!("v2");
     let replaced = c
         .replace(&res, Some("default"), "a", changed.clone(), &pp)
@@ -458,7 +458,7 @@ pub async fn patches_and_status(f: Fixture) {
         Some(&json!(7))
     );
     assert_eq!(patched.pointer("/spec/version"), Some(&json!("1.33.4")));
-    let mut again = patched.clone();
+    let mut again = Value::clone(&patched);
     again["status"]["observedGeneration"] = json!(8);
     let replaced = c
         .replace_status(&cl, ns, "c1", again, &PostParams::default())
@@ -684,7 +684,7 @@ pub async fn fenced_writes_fail_after_takeover(f: Fixture) {
         .await
         .expect("fenced create while holding");
     // A renewal (same holder, new revision) does not fence.
-    let mut renewed = lease_v.clone();
+    let mut renewed = Value::clone(&lease_v);
     renewed["spec"]["leaseDurationSeconds"] = json!(20);
     let renewed = c
         .replace(&leases(), ns, "leader", renewed, &PostParams::default())
@@ -703,7 +703,7 @@ pub async fn fenced_writes_fail_after_takeover(f: Fixture) {
         .expect("fenced patch after a renewal");
 
     // Take over.
-    let mut taken = renewed;
+    let mut taken = Arc::unwrap_or_clone(renewed);
     taken["spec"]["holderIdentity"] = json!("replica-b");
     c.replace(&leases(), ns, "leader", taken, &PostParams::default())
         .await
@@ -716,7 +716,7 @@ pub async fn fenced_writes_fail_after_takeover(f: Fixture) {
     assert!(e.is_fenced(), "{e}");
     assert!(e.to_string().contains("replica-b"), "{e}");
     let e = fenced
-        .replace(&res, ns, "f1", obj, &PostParams::default())
+        .replace(&res, ns, "f1", Value::clone(&obj), &PostParams::default())
         .await
         .expect_err("fenced replace");
     assert!(e.is_fenced(), "{e}");
