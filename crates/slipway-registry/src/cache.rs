@@ -107,9 +107,9 @@ struct State {
 
 pub struct WatchCache {
     state: RwLock<State>,
-    /// Objects the registry just wrote, by revision, not yet applied: the cache takes the
-    /// object from here instead of decoding the stored bytes again ([`WatchCache::written`]).
-    written: std::sync::Mutex<BTreeMap<Revision, (String, Arc<Value>)>>,
+    /// Objects being written through the registry, by the address of their stored bytes
+    /// ([`WatchCache::writing`]).
+    handovers: std::sync::Mutex<std::collections::HashMap<usize, Handover>>,
     live: broadcast::Sender<Arc<CacheEvent>>,
     progress: watch::Sender<Revision>,
     window: usize,
@@ -117,6 +117,49 @@ pub struct WatchCache {
     shared: Option<(Arc<SharedWatch>, String)>,
     /// Wakes the cache's task to reload (a shared watch lost its place).
     reload: tokio::sync::Notify,
+}
+
+/// An object on its way to the store ([`WatchCache::writing`]).
+struct Handover {
+    key: String,
+    /// Keeps the bytes (and so their address, the handover's id) alive.
+    bytes: bytes::Bytes,
+    /// The object, until the cache or the writer takes it.
+    object: Option<Value>,
+    /// What the cache made of it, once it applied the write.
+    taken: Option<Arc<Value>>,
+}
+
+/// A write announced to the cache; see [`WatchCache::writing`].
+pub struct HandoverTicket<'a> {
+    cache: &'a WatchCache,
+    id: usize,
+}
+
+impl HandoverTicket<'_> {
+    /// The written object, stamped with the write's `revision`: the cache's own copy when it
+    /// applied the write already, else the announced object (the cache then decodes its own).
+    pub fn written(self, revision: Revision) -> Result<Arc<Value>, ApiError> {
+        let Some(h) = self.cache.lock_handovers().remove(&self.id) else {
+            return Err(ApiError::internal(
+                "a write's handover to the cache went missing",
+            ));
+        };
+        match (h.taken, h.object) {
+            (Some(taken), _) => Ok(taken),
+            (None, Some(mut object)) => {
+                codec::set_resource_version(&mut object, revision);
+                Ok(Arc::new(object))
+            }
+            (None, None) => codec::decode(&h.bytes, revision).map(Arc::new),
+        }
+    }
+}
+
+impl Drop for HandoverTicket<'_> {
+    fn drop(&mut self) {
+        self.cache.lock_handovers().remove(&self.id);
+    }
 }
 
 /// What a new watcher starts with.
@@ -147,7 +190,7 @@ impl WatchCache {
         let (live, _) = broadcast::channel(window.min(4096));
         let (progress, _) = watch::channel(0);
         Arc::new(Self {
-            written: std::sync::Mutex::new(BTreeMap::new()),
+            handovers: std::sync::Mutex::new(std::collections::HashMap::new()),
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 events: VecDeque::new(),
@@ -231,43 +274,51 @@ impl WatchCache {
         }
     }
 
-    /// `object`, which the registry wrote under `key` at `revision` (its resourceVersion
-    /// stamped by [`codec::set_resource_version`]), shared: when the cache applies that
-    /// revision it takes this object rather than decoding the stored bytes, which hold
-    /// the same object. Nothing is kept for a revision the cache has already applied.
-    pub fn written(&self, key: &str, revision: Revision, object: Value) -> Arc<Value> {
-        let object = Arc::new(object);
-        // Under the state lock: `apply` (which holds it for writing) either ran for this
-        // revision already, or will find the object.
-        let state = self.read();
-        if state.revision < revision {
-            self.lock_written()
-                .insert(revision, (key.to_string(), Arc::clone(&object)));
-        }
-        object
+    /// Announce a write of `object` (without its resourceVersion) under `key` as `bytes`, before
+    /// it goes to the store. A live store event carries the very bytes it was given, so when
+    /// the cache applies that event it takes `object` (stamping the event's revision) instead
+    /// of decoding the bytes again; the writer gets the same shared object from
+    /// [`Handover::written`]. Dropping the handover unused (the write failed, or its task was
+    /// cancelled) forgets it.
+    pub fn writing(&self, key: &str, bytes: &bytes::Bytes, object: Value) -> HandoverTicket<'_> {
+        let id = bytes.as_ptr() as usize;
+        self.lock_handovers().insert(
+            id,
+            Handover {
+                key: key.to_string(),
+                bytes: bytes.clone(),
+                object: Some(object),
+                taken: None,
+            },
+        );
+        HandoverTicket { cache: self, id }
     }
 
-    fn lock_written(&self) -> std::sync::MutexGuard<'_, BTreeMap<Revision, (String, Arc<Value>)>> {
-        self.written
+    fn lock_handovers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<usize, Handover>> {
+        self.handovers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The object the registry wrote at `revision` under `key`, if it handed it over;
-    /// forgets every older one (their events were skipped or covered by a load).
-    fn take_written(&self, key: &str, revision: Revision) -> Option<Arc<Value>> {
-        let mut written = self.lock_written();
-        if written.is_empty() {
+    /// The announced object written as `value` under `key` at `revision`, if it is one.
+    fn take_handover(
+        &self,
+        key: &str,
+        value: &bytes::Bytes,
+        revision: Revision,
+    ) -> Option<Arc<Value>> {
+        let mut handovers = self.lock_handovers();
+        let h = handovers.get_mut(&(value.as_ptr() as usize))?;
+        if h.key != key || h.bytes.len() != value.len() || h.taken.is_some() {
             return None;
         }
-        let later = written.split_off(&revision);
-        *written = later;
-        match written.first_key_value() {
-            Some((rev, (k, _))) if *rev == revision && k == key => {
-                written.pop_first().map(|(_, (_, obj))| obj)
-            }
-            _ => None,
-        }
+        let mut object = h.object.take()?;
+        codec::set_resource_version(&mut object, revision);
+        let object = Arc::new(object);
+        h.taken = Some(Arc::clone(&object));
+        Some(object)
     }
 
     /// The latest object under `key`, if the cache has it.
@@ -366,7 +417,8 @@ impl WatchCache {
         let key = event.kv.key.clone();
         let handed = match event.kind {
             EventKind::Deleted => None,
-            _ => self.take_written(&key, revision),
+            _ if event.kv.value.is_empty() => None,
+            _ => self.take_handover(&key, &event.kv.value, revision),
         };
         let decoded = match handed {
             Some(obj) => Ok(obj),
@@ -859,44 +911,52 @@ mod tests {
         assert_eq!(cache.revision(), 9);
     }
 
-    /// An object the registry hands over for a revision not yet applied is the one the cache
-    /// keeps (no second decode); one handed over late, or for another key, is not kept, and
-    /// older ones are forgotten when a later revision is applied.
+    /// A write announced before it reaches the store is taken by the cache when it applies
+    /// the store's event for those very bytes (no second decode), and the writer gets the
+    /// cache's object; a write the cache has not applied yet answers the announced object;
+    /// an abandoned one is forgotten.
     #[tokio::test]
-    async fn written_objects_are_taken_not_decoded() {
+    async fn announced_writes_are_taken_not_decoded() {
         let (_dir, cache) = cache().await;
         assert!(cache.finish_load(BTreeMap::new(), 1, 0));
-        let key = |n: &str| format!("{ROOT}core/configmaps/default/{n}");
-        let mut obj = serde_json::json!({"metadata": {"name": "a"}});
-        crate::codec::set_resource_version(&mut obj, 5);
-        let handed = cache.written(&key("a"), 5, obj);
-        cache.offer(event("a", 5));
-        let served = cache.get(&key("a")).expect("cached");
-        assert!(Arc::ptr_eq(&served, &handed), "taken, not decoded");
+        let announce = |name: &str, revision: Revision| {
+            let ev = event(name, revision);
+            let object: Value = serde_json::from_slice(&ev.kv.value).expect("json");
+            (ev, object)
+        };
+
+        // Applied first: writer and cache share one object, identical to a decode.
+        let (ev, object) = announce("a", 5);
+        let ticket = cache.writing(&ev.kv.key, &ev.kv.value, object);
+        cache.offer(ev);
+        let served = cache
+            .get(&format!("{ROOT}core/configmaps/default/a"))
+            .expect("cached");
+        let written = ticket.written(5).expect("written");
+        assert!(Arc::ptr_eq(&served, &written), "taken, not decoded");
         assert_eq!(
             *served,
-            crate::codec::decode(&event("a", 5).kv.value, 5).expect("decode")
+            codec::decode(&event("a", 5).kv.value, 5).expect("decode")
         );
 
-        // Too late: the cache applied revision 6 already, so nothing is kept for it.
-        cache.offer(event("b", 6));
-        let late = cache.written(&key("b"), 6, serde_json::json!({}));
-        assert!(!Arc::ptr_eq(&cache.get(&key("b")).expect("cached"), &late));
-        assert!(cache.lock_written().is_empty());
+        // Answered first: the writer stamps its own; the cache decodes the event's bytes.
+        let (ev, object) = announce("b", 6);
+        let ticket = cache.writing(&ev.kv.key, &ev.kv.value, object);
+        let written = ticket.written(6).expect("written");
+        assert_eq!(written["metadata"]["resourceVersion"], "6");
+        cache.offer(ev);
+        let served = cache
+            .get(&format!("{ROOT}core/configmaps/default/b"))
+            .expect("cached");
+        assert!(!Arc::ptr_eq(&served, &written));
+        assert_eq!(served, written);
 
-        // Another key at that revision is not taken; a skipped one is forgotten.
-        cache.written(&key("x"), 7, serde_json::json!({}));
-        cache.written(&key("y"), 8, serde_json::json!({}));
+        // Other bytes with the same content are not taken; an abandoned write is forgotten.
+        let (ev, object) = announce("c", 7);
+        let ticket = cache.writing(&ev.kv.key, &ev.kv.value, object);
         cache.offer(event("c", 7));
-        assert_eq!(
-            cache.get(&key("c")).expect("cached")["metadata"]["name"],
-            "c"
-        );
-        cache.offer(event("d", 9));
-        assert!(
-            cache.lock_written().is_empty(),
-            "older revisions are forgotten"
-        );
+        drop(ticket);
+        assert!(cache.lock_handovers().is_empty());
     }
 
     /// A load that started before the shared watch lost its place is thrown away.

@@ -310,16 +310,13 @@ impl Registry {
         }
         let key = self.keys.key(def, ns, &name);
         let bytes = codec::encode(&obj)?;
+        let handover = self.cache.writing(&key, &bytes, obj);
         match self.store_create(&key, bytes, opts.fence.as_ref()).await? {
-            Ok(rev) => {
-                let mut obj = obj;
-                codec::set_resource_version(&mut obj, rev);
-                Ok(Written {
-                    object: self.cache.written(&key, rev, obj),
-                    warnings,
-                    created: true,
-                })
-            }
+            Ok(rev) => Ok(Written {
+                object: handover.written(rev)?,
+                warnings,
+                created: true,
+            }),
             Err(StoreError::AlreadyExists { .. }) => {
                 Err(ApiError::already_exists(&def.plural, &def.group, &name))
             }
@@ -621,14 +618,14 @@ impl Registry {
                 };
             }
             let bytes = codec::encode(&new)?;
+            let handover = self.cache.writing(&key, &bytes, new);
             match self
                 .store_update(&key, bytes, mod_revision, opts.fence.as_ref())
                 .await?
             {
                 Ok(rev) => {
-                    codec::set_resource_version(&mut new, rev);
                     return Ok(Written {
-                        object: self.cache.written(&key, rev, new),
+                        object: handover.written(rev)?,
                         warnings,
                         created: false,
                     });
