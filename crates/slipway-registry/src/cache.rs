@@ -278,7 +278,7 @@ impl WatchCache {
     /// it goes to the store. A live store event carries the very bytes it was given, so when
     /// the cache applies that event it takes `object` (stamping the event's revision) instead
     /// of decoding the bytes again; the writer gets the same shared object from
-    /// [`Handover::written`]. Dropping the handover unused (the write failed, or its task was
+    /// [`HandoverTicket::written`]. Dropping the ticket unused (the write failed, or its task was
     /// cancelled) forgets it.
     pub fn writing(&self, key: &str, bytes: &bytes::Bytes, object: Value) -> HandoverTicket<'_> {
         let id = bytes.as_ptr() as usize;
