@@ -14,7 +14,7 @@
 //! far it got, which every cache then reflects. The work per write stays constant however many
 //! caches share the store.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ pub struct WatchCache {
     state: RwLock<State>,
     /// Objects being written through the registry, by the address of their stored bytes
     /// ([`WatchCache::writing`]).
-    handovers: std::sync::Mutex<std::collections::HashMap<usize, Handover>>,
+    handovers: std::sync::Mutex<HashMap<usize, Handover>>,
     live: broadcast::Sender<Arc<CacheEvent>>,
     progress: watch::Sender<Revision>,
     window: usize,
@@ -190,7 +190,7 @@ impl WatchCache {
         let (live, _) = broadcast::channel(window.min(4096));
         let (progress, _) = watch::channel(0);
         Arc::new(Self {
-            handovers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            handovers: std::sync::Mutex::new(HashMap::new()),
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 events: VecDeque::new(),
@@ -294,9 +294,7 @@ impl WatchCache {
         HandoverTicket { cache: self, id }
     }
 
-    fn lock_handovers(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<usize, Handover>> {
+    fn lock_handovers(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Handover>> {
         self.handovers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -18,8 +18,8 @@ pub fn encode(obj: &Value) -> Result<Bytes, ApiError> {
 /// copying the object to remove it).
 struct Stored<'a>(&'a Value);
 
-/// A map serialized without one of its keys.
-struct Without<'a>(&'a serde_json::Map<String, Value>, &'static str);
+/// `metadata` serialized without `resourceVersion`.
+struct WithoutResourceVersion<'a>(&'a serde_json::Map<String, Value>);
 
 impl serde::Serialize for Stored<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -31,7 +31,7 @@ impl serde::Serialize for Stored<'_> {
         for (k, v) in map {
             match v {
                 Value::Object(meta) if k == "metadata" => {
-                    out.serialize_entry(k, &Without(meta, "resourceVersion"))?
+                    out.serialize_entry(k, &WithoutResourceVersion(meta))?
                 }
                 _ => out.serialize_entry(k, v)?,
             }
@@ -40,12 +40,12 @@ impl serde::Serialize for Stored<'_> {
     }
 }
 
-impl serde::Serialize for Without<'_> {
+impl serde::Serialize for WithoutResourceVersion<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut out = serializer.serialize_map(None)?;
         for (k, v) in self.0 {
-            if k != self.1 {
+            if k != "resourceVersion" {
                 out.serialize_entry(k, v)?;
             }
         }

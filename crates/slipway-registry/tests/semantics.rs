@@ -4151,23 +4151,17 @@ async fn a_watcher_that_lags_behind_the_broadcast_catches_up_in_order() {
 async fn a_written_object_reads_back_identical() {
     let env = env().await;
     create_ns(&env, "hand").await;
-    let created = env
-        .reg
-        .create(
-            &env.cm,
-            Some("hand"),
-            json!({"apiVersion": "v1", "kind": "ConfigMap",
-                   "metadata": {"name": "h", "resourceVersion": "", "labels": {"a": "b"}},
-                   "data": {"k": "v"}}),
-            &opts(),
-        )
-        .await
-        .expect("created");
+    let json = |v: &Value| serde_json::to_string(v).expect("json");
+    let created = create_cm(
+        &env,
+        "hand",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "h", "resourceVersion": "", "labels": {"a": "b"}},
+               "data": {"k": "v"}}),
+    )
+    .await;
     let read = env.reg.get(&env.cm, Some("hand"), "h").await.expect("get");
-    assert_eq!(
-        serde_json::to_string(&read).expect("json"),
-        serde_json::to_string(&*created.object).expect("json")
-    );
+    assert_eq!(json(&read), json(&created));
     let patched = env
         .reg
         .patch(
@@ -4179,35 +4173,28 @@ async fn a_written_object_reads_back_identical() {
             &opts(),
         )
         .await
-        .expect("patched");
+        .expect("patched")
+        .object
+        .as_ref()
+        .clone();
     let read = env.reg.get(&env.cm, Some("hand"), "h").await.expect("get");
-    assert_eq!(rv(&read), rv(&patched.object));
-    assert_eq!(
-        serde_json::to_string(&read).expect("json"),
-        serde_json::to_string(&*patched.object).expect("json")
-    );
-    let untouched = env
-        .reg
-        .create(
-            &env.cm,
-            Some("hand"),
-            json!({"apiVersion": "v1", "kind": "ConfigMap",
-                   "metadata": {"name": "h2", "resourceVersion": "", "uid": "ignored"}}),
-            &opts(),
-        )
-        .await
-        .expect("created");
+    assert_eq!(rv(&read), rv(&patched));
+    assert_eq!(json(&read), json(&patched));
+    let untouched = create_cm(
+        &env,
+        "hand",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "h2", "resourceVersion": "", "uid": "ignored"}}),
+    )
+    .await;
     // A fresh registry over the same store decodes every object from its bytes.
     let store = Arc::clone(env.reg.store());
     let fresh = Registry::start(store, slipway_api::resources(), config())
         .await
         .expect("second registry");
     for written in [&patched, &untouched] {
-        let name = written.object["metadata"]["name"].as_str().expect("name");
+        let name = written["metadata"]["name"].as_str().expect("name");
         let decoded = fresh.get(&env.cm, Some("hand"), name).await.expect("get");
-        assert_eq!(
-            serde_json::to_string(&decoded).expect("json"),
-            serde_json::to_string(&*written.object).expect("json")
-        );
+        assert_eq!(json(&decoded), json(written));
     }
 }
