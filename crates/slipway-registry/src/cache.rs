@@ -103,6 +103,9 @@ struct State {
     buffered: Option<Vec<slipway_store::WatchEvent>>,
     /// Counts invalidations: a load that started before the latest one is discarded.
     epoch: u64,
+    /// Counts the changes that can matter to ownership and deletion (see
+    /// [`WatchCache::ownership_epoch`]).
+    ownership: u64,
 }
 
 pub struct WatchCache {
@@ -199,6 +202,7 @@ impl WatchCache {
                 ready: false,
                 buffered: None,
                 epoch: 0,
+                ownership: 0,
             }),
             live,
             progress,
@@ -234,11 +238,12 @@ impl WatchCache {
         self.current(&self.read())
     }
 
-    /// The revision of the last change the cache applied (or of its load): unlike
-    /// [`WatchCache::revision`], it does not move with writes under other roots of a shared
-    /// store, so it tells whether this cache's content changed.
-    pub fn content_revision(&self) -> Revision {
-        self.read().revision
+    /// A counter that moves with every change that can matter to ownership and deletion: a
+    /// creation, a deletion, a change of an object's `ownerReferences`, `finalizers` or
+    /// `deletionTimestamp`, and every (re)load. Status writes, label changes and the like
+    /// leave it alone, so the garbage collector can skip a pass when it has not moved.
+    pub fn ownership_epoch(&self) -> u64 {
+        self.read().ownership
     }
 
     /// Wait until the cache reflects at least `revision`.
@@ -434,6 +439,14 @@ impl WatchCache {
             EventKind::Deleted => state.objects.remove(&key),
             _ => state.objects.insert(key.clone(), Arc::clone(&object)),
         };
+        let ownership_moved = match (event.kind, &prev) {
+            (EventKind::Deleted, _) | (_, None) => true,
+            (_, Some(prev)) => !same_ownership(prev, &object),
+        };
+        if ownership_moved {
+            tracing::trace!(key, revision, "watch cache: ownership epoch moves");
+            state.ownership += 1;
+        }
         let ev = Arc::new(CacheEvent::new(event.kind, key, object, prev, revision));
         state.events.push_back(Arc::clone(&ev));
         while state.events.len() > self.window {
@@ -472,6 +485,7 @@ impl WatchCache {
             // The window starts at the load: older positions can no longer be replayed.
             state.oldest = revision;
             state.ready = true;
+            state.ownership += 1;
         }
         self.progress.send_replace(revision);
         while let Some(item) = stream.next().await {
@@ -547,6 +561,7 @@ impl WatchCache {
             state.events.clear();
             state.revision = revision;
             state.oldest = revision;
+            state.ownership += 1;
             for event in state.buffered.take().unwrap_or_default() {
                 if event.revision() > state.revision {
                     self.apply(&mut state, event);
@@ -603,6 +618,17 @@ impl WatchCache {
 }
 
 /// Every object under `root` at the store's current revision, and that revision.
+/// Whether two versions of an object agree on everything the garbage collector and the
+/// namespace finalizer decide by.
+fn same_ownership(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.get("metadata"), b.get("metadata")) else {
+        return a.get("metadata").is_none() && b.get("metadata").is_none();
+    };
+    ["ownerReferences", "finalizers", "deletionTimestamp"]
+        .iter()
+        .all(|field| a.get(field) == b.get(field))
+}
+
 async fn load(
     store: &Arc<dyn Store>,
     root: &str,
@@ -955,6 +981,72 @@ mod tests {
         cache.offer(event("c", 7));
         drop(ticket);
         assert!(cache.lock_handovers().is_empty());
+    }
+
+    /// The ownership epoch moves with creations, deletions and changes of ownerReferences,
+    /// finalizers or deletionTimestamp, and stays put for status, label and data changes.
+    #[tokio::test]
+    async fn the_ownership_epoch_moves_only_with_what_the_collector_decides_by() {
+        let (_dir, cache) = cache().await;
+        assert!(cache.finish_load(BTreeMap::new(), 1, 0));
+        let key = format!("{ROOT}core/configmaps/default/a");
+        let mut revision = 1;
+        let mut offer = |kind: EventKind, value: Value| {
+            revision += 1;
+            cache.offer(WatchEvent {
+                kind,
+                kv: KeyValue {
+                    key: key.clone(),
+                    value: serde_json::to_vec(&value).unwrap_or_default().into(),
+                    create_revision: 2,
+                    mod_revision: revision,
+                },
+                prev: None,
+            });
+            cache.ownership_epoch()
+        };
+        let base = serde_json::json!({"metadata": {"name": "a", "labels": {"x": "1"}}});
+        let with = |pointer: &str, v: Value| {
+            let mut obj = base.clone();
+            if let Some(slot) = obj.pointer_mut(pointer) {
+                *slot = v;
+            }
+            obj
+        };
+        let start = cache.ownership_epoch();
+        let created = offer(EventKind::Created, base.clone());
+        assert!(created > start, "a creation moves it");
+        let labelled = offer(
+            EventKind::Updated,
+            with("/metadata/labels", serde_json::json!({"x": "2"})),
+        );
+        assert_eq!(labelled, created, "a label change does not");
+        let mut status = base.clone();
+        status["status"] = serde_json::json!({"phase": "Ready"});
+        assert_eq!(
+            offer(EventKind::Updated, status),
+            created,
+            "nor a status write"
+        );
+        let mut owned = base.clone();
+        owned["metadata"]["ownerReferences"] = serde_json::json!([{"uid": "u1"}]);
+        let after_owner = offer(EventKind::Updated, owned.clone());
+        assert!(after_owner > created, "an owner reference does");
+        let mut finalized = owned.clone();
+        finalized["metadata"]["finalizers"] = serde_json::json!(["f"]);
+        let after_finalizer = offer(EventKind::Updated, finalized.clone());
+        assert!(after_finalizer > after_owner, "a finalizer does");
+        let mut deleting = finalized.clone();
+        deleting["metadata"]["deletionTimestamp"] = serde_json::json!("2026-11-22T00:00:00Z");
+        let after_timestamp = offer(EventKind::Updated, deleting.clone());
+        assert!(
+            after_timestamp > after_finalizer,
+            "a deletionTimestamp does"
+        );
+        assert!(
+            offer(EventKind::Deleted, deleting) > after_timestamp,
+            "a deletion does"
+        );
     }
 
     /// A load that started before the shared watch lost its place is thrown away.

@@ -28,7 +28,7 @@ pub(crate) fn spawn(registry: &Arc<Registry>) {
 }
 
 async fn run(registry: Weak<Registry>) {
-    let mut last_seen = -1;
+    let mut last_seen = None;
     loop {
         let Some(reg) = registry.upgrade() else {
             return;
@@ -39,14 +39,19 @@ async fn run(registry: Weak<Registry>) {
         if let Ok(current) = reg.store.current_revision().await {
             let _ = reg.cache.wait_for(current, reg.config.cache_wait).await;
         }
-        // Only a change of this registry's objects calls for a pass (a shared store's other
-        // roots move the revision too).
-        let revision = reg.cache.content_revision();
-        if revision != last_seen {
-            last_seen = revision;
+        // Only a change that can matter to ownership or deletion calls for a pass: a
+        // creation, a deletion, or a change of ownerReferences, finalizers or
+        // deletionTimestamp. Status writes and heartbeats do not, so an idle fleet costs no
+        // passes. A pass that left something undecided (a conflict) asks for another one.
+        let epoch = reg.cache.ownership_epoch();
+        let retry = reg
+            .gc_retry
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
+        if retry || last_seen != Some(epoch) {
+            last_seen = Some(epoch);
             if let Err(e) = reg.collect_once().await {
                 tracing::warn!(error = %e, "garbage collection pass failed; retrying");
-                last_seen = -1;
+                last_seen = None;
             }
         }
         // Deletions wake the collector at once; everything else is caught by the interval.
@@ -273,9 +278,20 @@ impl Registry {
                 self.gc_wakeup.notify_one();
                 Ok(())
             }
-            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) if e.code == 404 || e.code == 409 => {
+                self.retry_gc();
+                Ok(())
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// The object changed under a pass (a conflict): decide again on the next pass, even if
+    /// the change was one that does not move the ownership epoch (a status write).
+    fn retry_gc(&self) {
+        self.gc_retry
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.gc_wakeup.notify_one();
     }
 
     fn ignore_missing<T>(
@@ -284,7 +300,10 @@ impl Registry {
     ) -> Result<(), slipway_apimachinery::ApiError> {
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) if e.code == 404 || e.code == 409 => {
+                self.retry_gc();
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

@@ -196,7 +196,9 @@ pub struct RegistryConfig {
     /// Compact the store every interval, to the revision seen one interval earlier
     /// (kube-apiserver's policy). `None` disables compaction.
     pub compaction_interval: Option<Duration>,
-    /// How often the garbage collector scans everything (it also runs after changes).
+    /// How often the garbage collector looks for changes it was not woken for. A pass scans
+    /// everything, but only after a change that can matter to ownership or deletion
+    /// ([`cache::WatchCache::ownership_epoch`]).
     pub gc_interval: Duration,
     /// How often watchers that asked for bookmarks get one.
     pub bookmark_interval: Duration,
@@ -237,6 +239,8 @@ pub struct Registry {
     keys: keys::Keys,
     config: RegistryConfig,
     gc_wakeup: Arc<tokio::sync::Notify>,
+    /// Set when a garbage collection pass could not finish deciding (a conflict).
+    gc_retry: std::sync::atomic::AtomicBool,
     /// Dropped with the registry: stops the watch cache's task.
     _stop: tokio::sync::watch::Sender<()>,
 }
@@ -276,6 +280,7 @@ impl Registry {
             keys: config.keys.clone(),
             config,
             gc_wakeup: Arc::new(tokio::sync::Notify::new()),
+            gc_retry: std::sync::atomic::AtomicBool::new(false),
             _stop: stop,
         });
         let follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =

@@ -369,9 +369,12 @@ async fn sync_static_pods(
     let pods = def(registry, "", "v1", "pods")?;
     for (name, want) in planned {
         let image = &want["spec"]["containers"][0]["image"];
-        match registry.get(&pods, Some("kube-system"), name).await {
+        // Read shared: the resync passes over every static pod of every cluster and
+        // nearly all of them are as planned.
+        match registry.get_shared(&pods, Some("kube-system"), name).await {
             Ok(stored) if &stored["spec"]["containers"][0]["image"] == image => {}
-            Ok(mut stored) => {
+            Ok(stored) => {
+                let mut stored = Arc::unwrap_or_clone(stored);
                 stored["spec"]["containers"][0]["image"] = image.clone();
                 registry
                     .update(
