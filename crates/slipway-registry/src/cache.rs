@@ -7,6 +7,11 @@
 //! broadcast catches up from the window; one that falls behind the window gets 410 Expired,
 //! as it would from kube-apiserver.
 //!
+//! The window's older events are kept compact: as the store's bytes of the object and of its
+//! previous version, decoded again only for a watcher that replays that far back. A decoded
+//! object costs several times its JSON, and a superseded version is held by nothing else, so
+//! a window of decoded events would hold most of a busy fleet's memory.
+//!
 //! Many registries can share one store, each under its own key root (one per logical cluster
 //! of the simulator's workload host). Rather than each following the store on its own, and
 //! each filtering every write of every other, they can share one [`SharedWatch`]: a single
@@ -39,6 +44,99 @@ pub struct CacheEvent {
     /// The event as a watch line of its own type (`{"type":..,"object":..}` and a newline),
     /// serialized once for every watcher; the object's JSON is a slice of it.
     line: std::sync::OnceLock<bytes::Bytes>,
+    /// The store's bytes of the object and of its previous version, to keep this event
+    /// compact once it is old ([`Slot`]); `None` when the store did not give them.
+    stored: Option<Stored>,
+}
+
+/// An event's object and previous version as the store has them.
+#[derive(Debug, Clone)]
+struct Stored {
+    object: bytes::Bytes,
+    /// The previous version's bytes and revision (the revision it was written at).
+    prev: Option<(bytes::Bytes, Revision)>,
+}
+
+/// One event of the window: decoded while recent (watchers that lag a little, the live
+/// broadcast's own ring), compact once older.
+enum Slot {
+    Decoded(Arc<CacheEvent>),
+    Compact {
+        kind: EventKind,
+        key: String,
+        revision: Revision,
+        stored: Stored,
+    },
+}
+
+impl Slot {
+    fn revision(&self) -> Revision {
+        match self {
+            Slot::Decoded(ev) => ev.revision,
+            Slot::Compact { revision, .. } => *revision,
+        }
+    }
+
+    /// The event, decoded again if it was compacted.
+    fn event(&self) -> Result<Arc<CacheEvent>, ApiError> {
+        match self {
+            Slot::Decoded(ev) => Ok(Arc::clone(ev)),
+            Slot::Compact {
+                kind,
+                key,
+                revision,
+                stored,
+            } => {
+                let undecodable = |e: ApiError| {
+                    ApiError::internal(format!(
+                        "watch cache: {key} at revision {revision} no longer decodes: {}",
+                        e.message
+                    ))
+                };
+                let object = codec::decode(&stored.object, *revision).map_err(undecodable)?;
+                let prev = match &stored.prev {
+                    Some((bytes, at)) => {
+                        Some(Arc::new(codec::decode(bytes, *at).map_err(undecodable)?))
+                    }
+                    None => None,
+                };
+                Ok(Arc::new(CacheEvent::new(
+                    *kind,
+                    key.clone(),
+                    Arc::new(object),
+                    prev,
+                    *revision,
+                )))
+            }
+        }
+    }
+
+    /// Drop the decoded objects, when the event has its stored bytes. `latest` holds, per
+    /// key, the newest compact event's bytes: the previous version's bytes are shared with
+    /// them rather than kept as the store's second copy.
+    fn compact(&mut self, latest: &mut HashMap<String, (Revision, bytes::Bytes)>) {
+        let Slot::Decoded(ev) = self else {
+            return;
+        };
+        let Some(stored) = &ev.stored else {
+            return;
+        };
+        let mut stored = stored.clone();
+        if let Some((prev_bytes, prev_revision)) = &mut stored.prev
+            && let Some((revision, bytes)) = latest.get(&ev.key)
+            && revision == prev_revision
+            && bytes == prev_bytes
+        {
+            *prev_bytes = bytes.clone();
+        }
+        latest.insert(ev.key.clone(), (ev.revision, stored.object.clone()));
+        *self = Slot::Compact {
+            kind: ev.kind,
+            key: ev.key.clone(),
+            revision: ev.revision,
+            stored,
+        };
+    }
 }
 
 impl CacheEvent {
@@ -56,6 +154,7 @@ impl CacheEvent {
             prev,
             revision,
             line: std::sync::OnceLock::new(),
+            stored: None,
         }
     }
 
@@ -92,7 +191,9 @@ impl CacheEvent {
 
 struct State {
     objects: BTreeMap<String, Arc<Value>>,
-    events: VecDeque<Arc<CacheEvent>>,
+    events: VecDeque<Slot>,
+    /// Per key, the revision and bytes of its newest compact event in the window.
+    latest_compact: HashMap<String, (Revision, bytes::Bytes)>,
     /// The revision the cache reflects.
     revision: Revision,
     /// Watches may start from any revision >= this one.
@@ -108,6 +209,27 @@ struct State {
     ownership: u64,
 }
 
+impl State {
+    /// Drop the window's oldest event.
+    fn pop_oldest(&mut self) -> Option<Slot> {
+        let old = self.events.pop_front()?;
+        if let Slot::Compact { key, revision, .. } = &old
+            && self
+                .latest_compact
+                .get(key)
+                .is_some_and(|(latest, _)| latest == revision)
+        {
+            self.latest_compact.remove(key);
+        }
+        Some(old)
+    }
+
+    fn clear_window(&mut self) {
+        self.events.clear();
+        self.latest_compact.clear();
+    }
+}
+
 pub struct WatchCache {
     state: RwLock<State>,
     /// Objects being written through the registry, by the address of their stored bytes
@@ -116,6 +238,8 @@ pub struct WatchCache {
     live: broadcast::Sender<Arc<CacheEvent>>,
     progress: watch::Sender<Revision>,
     window: usize,
+    /// How many of the window's newest events stay decoded.
+    recent: usize,
     /// The shared watch feeding this cache, and the root it is registered under.
     shared: Option<(Arc<SharedWatch>, String)>,
     /// Wakes the cache's task to reload (a shared watch lost its place).
@@ -190,13 +314,15 @@ impl WatchCache {
         // The broadcast ring keeps its last values alive whether or not anyone lags, so it is
         // no longer than the window: a receiver that falls behind it catches up from the
         // window, which holds the same events.
-        let (live, _) = broadcast::channel(window.min(4096));
+        let recent = window.min(4096);
+        let (live, _) = broadcast::channel(recent);
         let (progress, _) = watch::channel(0);
         Arc::new(Self {
             handovers: std::sync::Mutex::new(HashMap::new()),
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 events: VecDeque::new(),
+                latest_compact: HashMap::new(),
                 revision: 0,
                 oldest: 0,
                 ready: false,
@@ -207,6 +333,7 @@ impl WatchCache {
             live,
             progress,
             window,
+            recent,
             shared,
             reload: tokio::sync::Notify::new(),
         })
@@ -402,15 +529,19 @@ impl WatchCache {
         if after < state.oldest {
             return Err(too_old(after, state.oldest));
         }
-        let start = state.events.partition_point(|e| e.revision <= after);
-        Ok(state.events.range(start..).cloned().collect())
+        let start = state.events.partition_point(|e| e.revision() <= after);
+        state.events.range(start..).map(Slot::event).collect()
     }
 
     /// Forget events at or before `revision` (after a store compaction).
     pub fn compacted(&self, revision: Revision) {
         let mut state = self.write();
-        while state.events.front().is_some_and(|e| e.revision <= revision) {
-            state.events.pop_front();
+        while state
+            .events
+            .front()
+            .is_some_and(|e| e.revision() <= revision)
+        {
+            state.pop_oldest();
         }
         state.oldest = state.oldest.max(revision);
     }
@@ -447,12 +578,34 @@ impl WatchCache {
             tracing::trace!(key, revision, "watch cache: ownership epoch moves");
             state.ownership += 1;
         }
-        let ev = Arc::new(CacheEvent::new(event.kind, key, object, prev, revision));
-        state.events.push_back(Arc::clone(&ev));
+        // The store's bytes, to compact the event later: the object's, and the previous
+        // version's when the cache had one and the store said what it was.
+        let stored = match (&prev, event.prev) {
+            (None, _) => Some(Stored {
+                object: event.kv.value,
+                prev: None,
+            }),
+            (Some(_), Some(before)) => Some(Stored {
+                object: event.kv.value,
+                prev: Some((before.value, before.mod_revision)),
+            }),
+            (Some(_), None) => None,
+        };
+        let mut ev = CacheEvent::new(event.kind, key, object, prev, revision);
+        ev.stored = stored;
+        let ev = Arc::new(ev);
+        state.events.push_back(Slot::Decoded(Arc::clone(&ev)));
         while state.events.len() > self.window {
-            if let Some(old) = state.events.pop_front() {
-                state.oldest = state.oldest.max(old.revision);
+            if let Some(old) = state.pop_oldest() {
+                state.oldest = state.oldest.max(old.revision());
             }
+        }
+        // The event that just left the recent part of the window is kept compact. The recent
+        // part is as long as the broadcast's ring, which holds those events decoded anyway.
+        if let Some(index) = state.events.len().checked_sub(self.recent + 1)
+            && let Some(slot) = state.events.get_mut(index)
+        {
+            slot.compact(&mut state.latest_compact);
         }
         state.revision = revision;
         // Receivers may all be gone; that is fine.
@@ -480,7 +633,7 @@ impl WatchCache {
         {
             let mut state = self.write();
             state.objects = objects;
-            state.events.clear();
+            state.clear_window();
             state.revision = revision;
             // The window starts at the load: older positions can no longer be replayed.
             state.oldest = revision;
@@ -558,7 +711,7 @@ impl WatchCache {
                 return false;
             }
             state.objects = objects;
-            state.events.clear();
+            state.clear_window();
             state.revision = revision;
             state.oldest = revision;
             state.ownership += 1;
@@ -901,13 +1054,17 @@ mod tests {
     }
 
     async fn cache() -> (tempfile::TempDir, Arc<WatchCache>) {
+        cache_with_window(16).await
+    }
+
+    async fn cache_with_window(window: usize) -> (tempfile::TempDir, Arc<WatchCache>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("open store"));
         let shared = SharedWatch::start(store, "/clusters/")
             .await
             .expect("shared watch");
-        let cache = WatchCache::new_shared(16, Arc::clone(&shared), ROOT.to_string());
+        let cache = WatchCache::new_shared(window, Arc::clone(&shared), ROOT.to_string());
         shared.register(ROOT, &cache).expect("register");
         (dir, cache)
     }
@@ -1047,6 +1204,100 @@ mod tests {
             offer(EventKind::Deleted, deleting) > after_timestamp,
             "a deletion does"
         );
+    }
+
+    /// Events past the window's recent part are kept as the store's bytes, and a replay
+    /// that reaches back to them gets exactly the events the live watchers got: kind,
+    /// object, previous version and revision, deletions included.
+    #[tokio::test]
+    async fn compacted_events_replay_as_they_were_broadcast() {
+        let (_dir, cache) = cache_with_window(100_000).await;
+        assert!(cache.finish_load(BTreeMap::new(), 1, 0));
+        let mut versions: HashMap<String, KeyValue> = HashMap::new();
+        let mut broadcast = Vec::new();
+        let total = cache.recent + 600;
+        for n in 0..total {
+            let revision = i64::try_from(n).expect("small") + 2;
+            let name = format!("cm{}", n % 7);
+            let key = format!("{ROOT}core/configmaps/default/{name}");
+            let prev = versions.get(&key).cloned();
+            let (kind, value) = match &prev {
+                Some(_) if n % 11 == 0 => {
+                    (EventKind::Deleted, prev.as_ref().map(|kv| kv.value.clone()))
+                }
+                Some(_) => (EventKind::Updated, None),
+                None => (EventKind::Created, None),
+            };
+            let value = value.unwrap_or_else(|| {
+                let obj = serde_json::json!({
+                    "metadata": {"name": name, "labels": {"n": n.to_string()}},
+                    "data": {"k": "v".repeat(n % 13)},
+                });
+                serde_json::to_vec(&obj).unwrap_or_default().into()
+            });
+            let kv = KeyValue {
+                key: key.clone(),
+                value,
+                create_revision: prev.as_ref().map_or(revision, |p| p.create_revision),
+                mod_revision: revision,
+            };
+            if kind == EventKind::Deleted {
+                versions.remove(&key);
+            } else {
+                versions.insert(key.clone(), kv.clone());
+            }
+            // The store reads the previous version back: its own copy of those bytes.
+            let prev = prev.map(|kv| KeyValue {
+                value: bytes::Bytes::copy_from_slice(&kv.value),
+                ..kv
+            });
+            cache.offer(WatchEvent { kind, kv, prev });
+            match cache.read().events.back() {
+                Some(Slot::Decoded(ev)) => broadcast.push(Arc::clone(ev)),
+                _ => panic!("the newest event is decoded"),
+            }
+        }
+        let compact = cache
+            .read()
+            .events
+            .iter()
+            .filter(|s| matches!(s, Slot::Compact { .. }))
+            .count();
+        assert_eq!(
+            compact,
+            total - cache.recent,
+            "all but the recent part is compact"
+        );
+        // A compact event's previous version shares the bytes of the event before it.
+        let state = cache.read();
+        let mut newest: HashMap<&str, &bytes::Bytes> = HashMap::new();
+        let mut shared = 0;
+        for slot in &state.events {
+            if let Slot::Compact { key, stored, .. } = slot {
+                if let (Some((prev, _)), Some(before)) = (&stored.prev, newest.get(key.as_str())) {
+                    assert_eq!(prev.as_ptr(), before.as_ptr(), "{key}: shared, not copied");
+                    shared += 1;
+                }
+                newest.insert(key, &stored.object);
+            }
+        }
+        assert!(shared > 100, "{shared} shared");
+        drop(state);
+        let replay = cache.subscribe(Some(1), ROOT).expect("replay").backlog;
+        assert_eq!(replay.len(), broadcast.len());
+        for (got, want) in replay.iter().zip(&broadcast) {
+            assert_eq!(got.kind, want.kind);
+            assert_eq!(got.key, want.key);
+            assert_eq!(got.revision, want.revision);
+            assert_eq!(*got.object, *want.object, "at {}", want.revision);
+            assert_eq!(
+                got.prev.as_deref(),
+                want.prev.as_deref(),
+                "at {}",
+                want.revision
+            );
+            assert_eq!(got.own_type(), want.own_type());
+        }
     }
 
     /// A load that started before the shared watch lost its place is thrown away.
