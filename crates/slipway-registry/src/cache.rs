@@ -579,8 +579,10 @@ impl WatchCache {
             state.ownership += 1;
         }
         // The store's bytes, to compact the event later: the object's, and the previous
-        // version's when the cache had one and the store said what it was.
+        // version's when the cache had one and the store said what it was. A window no
+        // longer than its recent part never compacts, so it keeps none.
         let stored = match (&prev, event.prev) {
+            _ if self.recent >= self.window => None,
             (None, _) => Some(Stored {
                 object: event.kv.value,
                 prev: None,
@@ -770,7 +772,6 @@ impl WatchCache {
     }
 }
 
-/// Every object under `root` at the store's current revision, and that revision.
 /// Whether two versions of an object agree on everything the garbage collector and the
 /// namespace finalizer decide by.
 fn same_ownership(a: &Value, b: &Value) -> bool {
@@ -782,6 +783,7 @@ fn same_ownership(a: &Value, b: &Value) -> bool {
         .all(|field| a.get(field) == b.get(field))
 }
 
+/// Every object under `root` at the store's current revision, and that revision.
 async fn load(
     store: &Arc<dyn Store>,
     root: &str,
