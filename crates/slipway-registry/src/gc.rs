@@ -278,7 +278,9 @@ impl Registry {
                 self.gc_wakeup.notify_one();
                 Ok(())
             }
-            Err(e) if e.code == 404 || e.code == 409 => {
+            // Gone: its deletion moved the ownership epoch, so a pass follows anyway.
+            Err(e) if e.code == 404 => Ok(()),
+            Err(e) if e.code == 409 => {
                 self.retry_gc();
                 Ok(())
             }
@@ -300,7 +302,9 @@ impl Registry {
     ) -> Result<(), slipway_apimachinery::ApiError> {
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.code == 404 || e.code == 409 => {
+            // Gone: its deletion moved the ownership epoch, so a pass follows anyway.
+            Err(e) if e.code == 404 => Ok(()),
+            Err(e) if e.code == 409 => {
                 self.retry_gc();
                 Ok(())
             }
