@@ -262,7 +262,7 @@ impl Registry {
             field_manager: Some(MANAGER.into()),
             ..Default::default()
         };
-        match self
+        let result = self
             .patch(
                 def,
                 meta::namespace(object),
@@ -271,21 +271,12 @@ impl Registry {
                 Subresource::Main,
                 &opts,
             )
-            .await
-        {
-            Ok(_) => {
-                // Decide again soon on what this write changed.
-                self.gc_wakeup.notify_one();
-                Ok(())
-            }
-            // Gone: its deletion moved the ownership epoch, so a pass follows anyway.
-            Err(e) if e.code == 404 => Ok(()),
-            Err(e) if e.code == 409 => {
-                self.retry_gc();
-                Ok(())
-            }
-            Err(e) => Err(e),
+            .await;
+        if result.is_ok() {
+            // Decide again soon on what this write changed.
+            self.gc_wakeup.notify_one();
         }
+        self.ignore_missing(result)
     }
 
     /// The object changed under a pass (a conflict): decide again on the next pass, even if
@@ -296,6 +287,8 @@ impl Registry {
         self.gc_wakeup.notify_one();
     }
 
+    /// A write the pass made that found its object gone (404) or changed (409) is no
+    /// failure of the pass; a conflict asks for another pass.
     fn ignore_missing<T>(
         &self,
         result: Result<T, slipway_apimachinery::ApiError>,

@@ -264,12 +264,12 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     // two of them, since the first also holds the one-off aftermath of the build-up (the
     // store compacting away its history).
     let quiet = Duration::from_secs(60);
-    let mut idle = Vec::new();
+    let mut idle = [0.0; 2];
     let writes_before = revisions().await;
-    for _ in 0..2 {
+    for minute in &mut idle {
         let before = cpu_seconds().unwrap_or(0.0);
         tokio::time::sleep(quiet).await;
-        idle.push((cpu_seconds().unwrap_or(0.0) - before) / quiet.as_secs_f64());
+        *minute = (cpu_seconds().unwrap_or(0.0) - before) / quiet.as_secs_f64();
     }
     let writes_idle = revisions().await;
 
@@ -307,8 +307,8 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     );
     println!(
         "idle CPU once settled:   {:.1}% of a core in the first minute, {:.1}% in the second ({} platform writes, {} in the simulated clusters)",
-        idle.first().copied().unwrap_or_default() * 100.0,
-        idle.last().copied().unwrap_or_default() * 100.0,
+        idle[0] * 100.0,
+        idle[1] * 100.0,
         writes_idle.0 - writes_before.0,
         writes_idle.1 - writes_before.1
     );
