@@ -329,9 +329,7 @@ impl Call<'_> {
             .list(&self.def, self.namespace(), &params)
             .await?;
         Ok(match repr {
-            Representation::Object => {
-                Reply::bytes(StatusCode::OK, response::encode_list(&self.def, &list))
-            }
+            Representation::Object => Reply::stream(response::list_body(&self.def, list)),
             Representation::PartialMetadata => {
                 Reply::json(StatusCode::OK, &response::partial_metadata_list(&list))
             }
@@ -580,10 +578,7 @@ impl Call<'_> {
             continue_token: None,
             remaining_item_count: None,
         };
-        Ok(Reply::bytes(
-            StatusCode::OK,
-            response::encode_list(&self.def, &list),
-        ))
+        Ok(Reply::stream(response::list_body(&self.def, list)))
     }
 }
 

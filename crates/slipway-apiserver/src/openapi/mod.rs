@@ -26,7 +26,7 @@ mod names;
 mod routes;
 mod schema;
 #[cfg(test)]
-mod testdefs;
+pub(crate) mod testdefs;
 mod v2;
 mod v3;
 
