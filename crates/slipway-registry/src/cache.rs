@@ -207,6 +207,8 @@ struct State {
     /// Counts the changes that can matter to ownership and deletion (see
     /// [`WatchCache::ownership_epoch`]).
     ownership: u64,
+    /// Counts every change of the cached objects (see [`WatchCache::content_epoch`]).
+    changes: u64,
 }
 
 impl State {
@@ -329,6 +331,7 @@ impl WatchCache {
                 buffered: None,
                 epoch: 0,
                 ownership: 0,
+                changes: 0,
             }),
             live,
             progress,
@@ -371,6 +374,13 @@ impl WatchCache {
     /// leave it alone, so the garbage collector can skip a pass when it has not moved.
     pub fn ownership_epoch(&self) -> u64 {
         self.read().ownership
+    }
+
+    /// A counter that moves with every change of the cached objects and every (re)load, and
+    /// with nothing else: unlike [`Self::revision`], a shared watch's progress under other
+    /// roots leaves it alone. Equal values mean the same objects.
+    pub fn content_epoch(&self) -> u64 {
+        self.read().changes
     }
 
     /// Wait until the cache reflects at least `revision`.
@@ -548,6 +558,7 @@ impl WatchCache {
 
     fn apply(&self, state: &mut State, event: slipway_store::WatchEvent) {
         let revision = event.revision();
+        state.changes += 1;
         let key = event.kv.key.clone();
         let handed = match event.kind {
             EventKind::Deleted => None,
@@ -641,6 +652,7 @@ impl WatchCache {
             state.oldest = revision;
             state.ready = true;
             state.ownership += 1;
+            state.changes += 1;
         }
         self.progress.send_replace(revision);
         while let Some(item) = stream.next().await {
@@ -717,6 +729,7 @@ impl WatchCache {
             state.revision = revision;
             state.oldest = revision;
             state.ownership += 1;
+            state.changes += 1;
             for event in state.buffered.take().unwrap_or_default() {
                 if event.revision() > state.revision {
                     self.apply(&mut state, event);
@@ -1182,10 +1195,15 @@ mod tests {
         assert_eq!(labelled, created, "a label change does not");
         let mut status = base.clone();
         status["status"] = serde_json::json!({"phase": "Ready"});
+        let content = cache.content_epoch();
         assert_eq!(
             offer(EventKind::Updated, status),
             created,
             "nor a status write"
+        );
+        assert!(
+            cache.content_epoch() > content,
+            "while the content epoch moves with every change"
         );
         let mut owned = base.clone();
         owned["metadata"]["ownerReferences"] = serde_json::json!([{"uid": "u1"}]);

@@ -346,6 +346,13 @@ impl Registry {
         self.cache.revision()
     }
 
+    /// Moves with every change of this registry's objects and nothing else
+    /// ([`cache::WatchCache::content_epoch`]): a reader that remembers it can tell that
+    /// nothing changed since it last looked.
+    pub fn content_epoch(&self) -> u64 {
+        self.cache.content_epoch()
+    }
+
     /// Compact the store and the watch cache's window to `revision`.
     pub async fn compact(&self, revision: Revision) -> Result<(), ApiError> {
         self.store.compact(revision).await.map_err(store_error)?;

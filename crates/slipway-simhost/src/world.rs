@@ -35,6 +35,31 @@ use crate::workloads::{self, Kind, Snapshot, Write};
 
 const MANAGER: &str = "slipway-sim";
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A fingerprint of a cluster's machines, in any order: equal machines give equal values.
+fn machines_fingerprint(ms: &[Machine]) -> u64 {
+    use std::hash::Hasher as _;
+    struct Feed(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Feed {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut sorted: Vec<&Machine> = ms.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut feed = Feed(std::collections::hash_map::DefaultHasher::new());
+    // Serializing into a hasher allocates nothing and cannot fail.
+    let _ = serde_json::to_writer(&mut feed, &sorted);
+    feed.0.finish()
+}
+
 /// Writes of one in-cluster pass in flight at once.
 const WRITE_CONCURRENCY: usize = 32;
 
@@ -49,6 +74,15 @@ pub struct World {
     running: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Parsed bootstrap documents by machine id (user data never changes).
     bootstraps: Mutex<HashMap<String, Option<Arc<Bootstrap>>>>,
+    /// Per cluster, what its last successful sync started from: a fingerprint of its
+    /// machines and its registry's content epoch. A sync from the same inputs would write
+    /// nothing, so the periodic full pass skips it.
+    synced: Mutex<HashMap<String, (u64, u64)>>,
+    /// How often every cluster is looked at again, events or not.
+    resync: Duration,
+    /// Cluster syncs applied and skipped (nothing changed), for tests and benchmarks.
+    applied: std::sync::atomic::AtomicU64,
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for World {
@@ -61,6 +95,15 @@ impl Drop for World {
 
 impl World {
     pub fn new(host: Arc<WorkloadHost>, cloud: Arc<SimCloud>) -> Arc<Self> {
+        Self::with_resync(host, cloud, Duration::from_secs(60))
+    }
+
+    /// [`World::new`] with a full pass every `resync` instead of every minute.
+    pub fn with_resync(
+        host: Arc<WorkloadHost>,
+        cloud: Arc<SimCloud>,
+        resync: Duration,
+    ) -> Arc<Self> {
         let catalog = cloud.sim_catalog().catalog.clone();
         // The clusters' load balancers lead to their APIs on this host.
         cloud.route_load_balancers(host.base_url(), host.ca_pem());
@@ -76,13 +119,22 @@ impl World {
             catalog,
             running: Mutex::new(HashMap::new()),
             bootstraps: Mutex::new(HashMap::new()),
+            synced: Mutex::new(HashMap::new()),
+            resync,
+            applied: std::sync::atomic::AtomicU64::new(0),
+            skipped: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
+    /// How many cluster syncs were applied, and how many skipped because neither the
+    /// cluster's machines nor its objects had changed since the last one.
+    pub fn sync_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.applied.load(Relaxed), self.skipped.load(Relaxed))
+    }
+
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.running)
     }
 
     /// Follow the cloud until the task is aborted.
@@ -97,7 +149,7 @@ impl World {
         let mut full = true;
         // Events drive everything; the periodic full pass only repairs what a lost event
         // missed, and costs a look at every cluster, so it is rare.
-        let mut resync = tokio::time::interval(Duration::from_secs(60));
+        let mut resync = tokio::time::interval(self.resync);
         loop {
             let mut machines: HashMap<String, Machine> = HashMap::new();
             if full || !dirty.is_empty() {
@@ -106,6 +158,8 @@ impl World {
                 }
             }
             if full {
+                // Machines that are gone need their parsed bootstrap no more.
+                lock(&self.bootstraps).retain(|id, _| machines.contains_key(id));
                 dirty.extend(
                     machines
                         .values()
@@ -154,11 +208,7 @@ impl World {
     }
 
     fn bootstrap_of(&self, m: &Machine) -> Option<Arc<Bootstrap>> {
-        let mut cache = self
-            .bootstraps
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
+        lock(&self.bootstraps)
             .entry(m.id.clone())
             .or_insert_with(|| match Bootstrap::from_user_data(&m.spec.user_data) {
                 Ok(b) => Some(Arc::new(b)),
@@ -170,8 +220,34 @@ impl World {
             .clone()
     }
 
-    /// Apply the plan of one cluster.
+    /// Apply the plan of one cluster, unless it was applied from the same machines and the
+    /// cluster's objects have not changed since.
     async fn sync_cluster(&self, cluster: &str, ms: &[Machine]) -> Result<(), String> {
+        let inputs = self
+            .host
+            .registry(cluster)
+            .map(|r| (machines_fingerprint(ms), r.content_epoch()));
+        if inputs.is_some() && lock(&self.synced).get(cluster) == inputs.as_ref() {
+            self.skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
+        self.applied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.synced).remove(cluster);
+        self.apply_plan(cluster, ms).await?;
+        // The epoch read before the sync: the sync's own writes move it, so the next pass
+        // runs once more and finds nothing to do; a change made during the sync is not
+        // mistaken for one the sync saw.
+        if let Some(inputs) = inputs
+            && self.host.registry(cluster).is_some()
+        {
+            lock(&self.synced).insert(cluster.to_string(), inputs);
+        }
+        Ok(())
+    }
+
+    async fn apply_plan(&self, cluster: &str, ms: &[Machine]) -> Result<(), String> {
         let bootstraps: Vec<(usize, Arc<Bootstrap>)> = ms
             .iter()
             .enumerate()

@@ -60,8 +60,8 @@ fn request(name: &str, cp: usize, workers: usize) -> ClusterRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clusters_follow_their_machines() {
+/// A zero-delay cloud and a workload host, both in a temporary directory.
+async fn start() -> (tempfile::TempDir, Arc<SimCloud>, Arc<WorkloadHost>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cloud = SimCloud::open(dir.path(), SimConfig::instant())
         .await
@@ -76,6 +76,12 @@ async fn clusters_follow_their_machines() {
     )
     .await
     .expect("host");
+    (dir, cloud, host)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_follow_their_machines() {
+    let (_dir, cloud, host) = start().await;
     let world = World::new(Arc::clone(&host), Arc::clone(&cloud));
     let _task = world.spawn();
 
@@ -218,4 +224,58 @@ async fn clusters_follow_their_machines() {
         host.registry("team-a.web").is_none()
     })
     .await;
+}
+
+/// The periodic full pass looks at every cluster, but applies a cluster's plan only when its
+/// machines or its objects changed since the last one: a converged fleet costs a fingerprint
+/// per cluster, and a Node deleted behind the simulator's back is still registered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_skips_unchanged_clusters_and_repairs_changed_ones() {
+    let (_dir, cloud, host) = start().await;
+    let world = World::with_resync(
+        Arc::clone(&host),
+        Arc::clone(&cloud),
+        Duration::from_millis(100),
+    );
+    let _task = world.spawn();
+    provision(cloud.as_ref(), &request("team-b.api", 1, 2))
+        .await
+        .expect("provision");
+    eventually("three nodes", || async {
+        match host.registry("team-b.api") {
+            Some(reg) => list(&reg, "", "nodes", None).await.len() == 3,
+            None => false,
+        }
+    })
+    .await;
+
+    // Converged: passes go on (about ten a second) and are all skipped.
+    eventually("resyncs skipped, none applied", || async {
+        let (applied, skipped) = world.sync_counts();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (applied_after, skipped_after) = world.sync_counts();
+        applied_after == applied && skipped_after >= skipped + 3
+    })
+    .await;
+
+    // No cloud event tells the simulator about this; only the resync sees it.
+    let reg = host.registry("team-b.api").expect("hosted");
+    let nodes = list(&reg, "", "nodes", None).await;
+    let name = nodes[0]["metadata"]["name"]
+        .as_str()
+        .expect("node name")
+        .to_string();
+    let def = reg.resource("", "v1", "nodes").expect("nodes");
+    let (applied_before, _) = world.sync_counts();
+    reg.delete(&def, None, &name, &Default::default())
+        .await
+        .expect("delete the node");
+    eventually("the node registered again", || async {
+        list(&reg, "", "nodes", None)
+            .await
+            .iter()
+            .any(|n| n["metadata"]["name"] == name.as_str())
+    })
+    .await;
+    assert!(world.sync_counts().0 > applied_before);
 }
