@@ -7,6 +7,12 @@
 //! a Ready machine needs no periodic look at its node. While the watch is not listed yet, or
 //! is failing (the cluster is unreachable), readers fall back to asking the API, which says
 //! what is wrong.
+//!
+//! Workload APIs served by this same process (the simulator's, in `bench fleet`) can be
+//! registered with [`WorkloadClients::serve_in_process`]: a kubeconfig whose server is under
+//! that base URL then gets a client that hands each request to the API's router in memory,
+//! with the same paths, bearer token and authentication, but no socket and no TLS. Every
+//! other kubeconfig, and every one when nothing is registered, is reached over HTTPS.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +29,8 @@ use tokio::sync::mpsc::UnboundedSender;
 #[derive(Default)]
 pub struct WorkloadClients {
     clusters: Mutex<HashMap<String, Entry>>,
+    /// Workload APIs served by this process: their base URL and router.
+    in_process: OnceLock<(String, axum::Router)>,
     /// Where Node events go: the Machine controller's queue (keys `namespace/node name`).
     triggers: OnceLock<UnboundedSender<ObjectKey>>,
 }
@@ -63,6 +71,40 @@ impl WorkloadClients {
         let _ = self.triggers.set(triggers);
     }
 
+    /// Reach the workload APIs under `base_url` (`https://HOST:PORT`, each cluster under a
+    /// path of its own) through `router` in memory instead of over HTTPS. Set once; clients
+    /// built before keep their connections.
+    pub fn serve_in_process(&self, base_url: &str, router: axum::Router) {
+        let _ = self
+            .in_process
+            .set((base_url.trim_end_matches('/').to_string(), router));
+    }
+
+    /// A client that hands requests to an in-process router, if `config` points under its
+    /// base URL.
+    fn in_process_client(&self, config: &kube::Config) -> Result<Option<kube::Client>, String> {
+        use kube::client::ConfigExt as _;
+        let Some((base, router)) = self.in_process.get() else {
+            return Ok(None);
+        };
+        let url = config.cluster_url.to_string();
+        let under = url
+            .strip_prefix(base.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if !under {
+            return Ok(None);
+        }
+        let service = tower::ServiceBuilder::new()
+            .layer(config.base_uri_layer())
+            .option_layer(config.auth_layer().map_err(|e| e.to_string())?)
+            .map_err(tower::BoxError::from)
+            .service(router.clone());
+        Ok(Some(kube::Client::new(
+            service,
+            config.default_namespace.clone(),
+        )))
+    }
+
     /// The client of cluster `identity` for `kubeconfig` (built on first use or when the
     /// kubeconfig changed; a new client drops the old Node watch).
     pub async fn get(&self, identity: &str, kubeconfig: &str) -> Result<kube::Client, String> {
@@ -79,13 +121,22 @@ impl WorkloadClients {
         )
         .await
         .map_err(|e| e.to_string())?;
-        config.connect_timeout = Some(std::time::Duration::from_secs(5));
-        let mut watch_config = config.clone();
-        config.read_timeout = Some(std::time::Duration::from_secs(15));
-        // A watch call lasts up to 290 s (kube-rs asks for that) and may be quiet throughout.
-        watch_config.read_timeout = Some(std::time::Duration::from_secs(330));
-        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        let watch_client = kube::Client::try_from(watch_config).map_err(|e| e.to_string())?;
+        let (client, watch_client) = match self.in_process_client(&config)? {
+            // No connection to time out: one client serves requests and the watch alike.
+            Some(client) => (client.clone(), client),
+            None => {
+                config.connect_timeout = Some(std::time::Duration::from_secs(5));
+                let mut watch_config = config.clone();
+                config.read_timeout = Some(std::time::Duration::from_secs(15));
+                // A watch call lasts up to 290 s (kube-rs asks for that) and may be quiet
+                // throughout.
+                watch_config.read_timeout = Some(std::time::Duration::from_secs(330));
+                (
+                    kube::Client::try_from(config).map_err(|e| e.to_string())?,
+                    kube::Client::try_from(watch_config).map_err(|e| e.to_string())?,
+                )
+            }
+        };
         self.lock().insert(
             identity.to_string(),
             Entry {

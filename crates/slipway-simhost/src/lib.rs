@@ -188,6 +188,13 @@ impl WorkloadHost {
         &self.ca_pem
     }
 
+    /// Every cluster's API as the HTTPS listener serves it (paths under
+    /// `/clusters/<name>`, bearer-token authentication, 503 while a cluster is down), as a
+    /// router for a client in this same process to call without a socket or TLS.
+    pub fn in_process_api(&self) -> axum::Router {
+        self.tenants.router()
+    }
+
     /// The URL every cluster's API is under (`<base>/clusters/<name>`).
     pub fn base_url(&self) -> &str {
         &self.base_url

@@ -30,6 +30,17 @@ pub struct FleetArgs {
     /// Events the platform registry's watch cache keeps (as `serve --watch-window`).
     #[arg(long, default_value_t = slipway_registry::DEFAULT_WATCH_WINDOW)]
     watch_window: usize,
+    /// How the controllers reach the simulated workload clusters' APIs: `memory` hands each
+    /// request to the simulator's API router in this process (no socket, no TLS); `https`
+    /// connects to its listener, two connections per cluster at each end.
+    #[arg(long, value_enum, default_value_t = WorkloadTransport::Memory)]
+    workload_transport: WorkloadTransport,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum WorkloadTransport {
+    Memory,
+    Https,
 }
 
 const NAMESPACE: &str = "fleet";
@@ -130,6 +141,17 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    if args.workload_transport == WorkloadTransport::Memory {
+        ctx.workloads
+            .serve_in_process(host.base_url(), host.in_process_api());
+    }
+    println!(
+        "workload APIs reached: {}",
+        match args.workload_transport {
+            WorkloadTransport::Memory => "in memory (the simulator's API router, no sockets)",
+            WorkloadTransport::Https => "over HTTPS on loopback",
+        }
+    );
     let metrics = ctx.metrics.clone();
     let controllers = tokio::spawn(slipway_controllers::run(
         Arc::clone(&ctx),
