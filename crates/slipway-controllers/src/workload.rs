@@ -185,7 +185,10 @@ impl WorkloadClients {
             let api: kube::Api<Node> = kube::Api::all(client);
             let stream = reflector(
                 writer,
-                watcher(api, watcher::Config::default()).default_backoff(),
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    // Nobody here reads them, and a node's are much of its size.
+                    .modify(|node| node.metadata.managed_fields = None),
             );
             let mut stream = std::pin::pin!(stream);
             let trigger = |name: &str| {

@@ -181,6 +181,10 @@ pub struct InformerConfig {
     pub backoff: Backoff,
     /// Ask for bookmarks, so that resuming after a quiet period does not need a relist.
     pub bookmarks: bool,
+    /// Keep each object's `metadata.managedFields`. Off by default, as kube-rs advises for
+    /// reflectors: no controller reads them, they are often the larger part of an object,
+    /// and an update that leaves them out keeps the server's.
+    pub keep_managed_fields: bool,
 }
 
 impl Default for InformerConfig {
@@ -195,6 +199,7 @@ impl Default for InformerConfig {
                 cap: Duration::from_secs(30),
             },
             bookmarks: true,
+            keep_managed_fields: false,
         }
     }
 }
@@ -257,6 +262,14 @@ where
         self.cache.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The object as the cache keeps it ([`InformerConfig::keep_managed_fields`]).
+    fn trim(&self, mut k: K) -> K {
+        if !self.config.keep_managed_fields {
+            k.meta_mut().managed_fields = None;
+        }
+        k
+    }
+
     /// List everything and replace the cache; returns the list's resourceVersion.
     async fn relist(&mut self) -> slipway_client::Result<String> {
         let mut params = ListParams {
@@ -276,7 +289,7 @@ where
         };
         let mut fresh = Cache::default();
         for k in items {
-            fresh.insert(Arc::new(k));
+            fresh.insert(Arc::new(self.trim(k)));
         }
         let applied: Vec<Arc<K>> = fresh.objects.values().cloned().collect();
         let gone: Vec<Arc<K>> = {
@@ -360,7 +373,7 @@ where
                     if let Some(v) = k.meta().resource_version.clone() {
                         last = v;
                     }
-                    let k = Arc::new(k);
+                    let k = Arc::new(self.trim(k));
                     self.write().insert(Arc::clone(&k));
                     self.send(Event::Applied(k));
                 }
@@ -368,7 +381,7 @@ where
                     if let Some(v) = k.meta().resource_version.clone() {
                         last = v;
                     }
-                    let k = Arc::new(k);
+                    let k = Arc::new(self.trim(k));
                     self.write().remove(&ObjectKey::of(&*k));
                     self.send(Event::Deleted(k));
                 }

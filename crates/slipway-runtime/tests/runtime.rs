@@ -689,3 +689,54 @@ async fn leader_steps_down_when_the_lease_names_someone_else() {
         Some("intruder")
     );
 }
+
+/// An informer keeps objects without their managedFields unless asked to keep them, from
+/// its list and from its watch alike; the server still has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn informers_drop_managed_fields_unless_asked_to_keep_them() {
+    let f = in_process().await;
+    let api = Api::<ConfigMap>::namespaced(Arc::clone(&f.client), "default");
+    api.create(&PostParams::default(), &cm("listed", &[]))
+        .await
+        .expect("create");
+    let start = |keep_managed_fields| {
+        let informer = Informer::new(
+            api.clone(),
+            InformerConfig {
+                keep_managed_fields,
+                ..InformerConfig::default()
+            },
+        );
+        let store = informer.store();
+        (store, tokio::spawn(informer.run()))
+    };
+    let (trimmed, trimmed_task) = start(false);
+    let (kept, kept_task) = start(true);
+    for store in [&trimmed, &kept] {
+        tokio::time::timeout(TIMEOUT, store.wait_synced())
+            .await
+            .expect("synced");
+    }
+    api.create(&PostParams::default(), &cm("watched", &[]))
+        .await
+        .expect("create");
+    let key = |name: &str| ObjectKey::namespaced("default", name);
+    eventually("both caches have the watched object", async || {
+        trimmed.get(&key("watched")).is_some() && kept.get(&key("watched")).is_some()
+    })
+    .await;
+    for name in ["listed", "watched"] {
+        let on_server = api.get(name).await.expect("get");
+        assert!(on_server.metadata.managed_fields.is_some(), "{name}");
+        let trimmed = trimmed.get(&key(name)).expect("cached");
+        assert_eq!(trimmed.metadata.managed_fields, None, "{name}");
+        assert_eq!(trimmed.data, on_server.data);
+        let kept = kept.get(&key(name)).expect("cached");
+        assert_eq!(
+            kept.metadata.managed_fields, on_server.metadata.managed_fields,
+            "{name}"
+        );
+    }
+    trimmed_task.abort();
+    kept_task.abort();
+}
