@@ -492,6 +492,29 @@ impl SimCloud {
             .collect()
     }
 
+    /// The machines tagged `tag=value` (never throttled: for the simulator itself), in id
+    /// order. Costs what it returns, through the tag index.
+    pub fn list_tagged(&self, tag: &str, value: &str) -> Vec<Machine> {
+        let selector: Tags = [(tag.to_string(), value.to_string())].into();
+        let st = self.lock();
+        st.machine_tags
+            .candidates(&st.machines, &selector)
+            .into_iter()
+            .filter(|r| tags_match(&r.machine.spec.tags, &selector))
+            .map(|r| r.machine.clone())
+            .collect()
+    }
+
+    /// Every value tag `tag` has among the machines the cloud remembers.
+    pub fn tag_values(&self, tag: &str) -> std::collections::BTreeSet<String> {
+        self.lock().machine_tags.values(tag)
+    }
+
+    /// Whether the cloud remembers machine `id`.
+    pub fn has_machine(&self, id: &str) -> bool {
+        self.lock().machines.contains_key(id)
+    }
+
     /// The current fault settings.
     pub fn faults(&self) -> Faults {
         self.lock().faults.clone()

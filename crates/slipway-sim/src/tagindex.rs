@@ -38,6 +38,15 @@ impl TagIndex {
         }
     }
 
+    /// Every value of tag `key` some resource carries.
+    pub(crate) fn values(&self, key: &str) -> BTreeSet<String> {
+        self.ids
+            .keys()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// The resources of `all` that may match `selector` (every one when it is empty; callers
     /// still check every tag of the selector), in id order.
     pub(crate) fn candidates<'a, T>(
@@ -98,5 +107,10 @@ mod tests {
         index.remove(&gone, "a");
         assert_eq!(ids(&index, &all, &tags(&[("cluster", "x")])), 1);
         assert!(!index.ids.contains_key(&("machine".into(), "1".into())));
+        let values = |index: &TagIndex| index.values("cluster").into_iter().collect::<Vec<_>>();
+        assert_eq!(values(&index), ["x", "y"]);
+        let gone = all.remove("c").expect("present");
+        index.remove(&gone, "c");
+        assert_eq!(values(&index), ["x"], "a value no resource carries is gone");
     }
 }

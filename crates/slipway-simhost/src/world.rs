@@ -55,8 +55,39 @@ fn machines_fingerprint(ms: &[Machine]) -> u64 {
     let mut sorted: Vec<&Machine> = ms.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let mut feed = Feed(std::collections::hash_map::DefaultHasher::new());
-    // Serializing into a hasher allocates nothing and cannot fail.
-    let _ = serde_json::to_writer(&mut feed, &sorted);
+    for m in sorted {
+        // Everything but the user data, which never changes once a machine exists (and is
+        // most of its size). Serializing into a hasher allocates nothing and cannot fail.
+        // Destructured, so that a field added to the spec is not left out unnoticed.
+        let slipway_provider::MachineSpec {
+            region,
+            zone,
+            machine_type,
+            capacity_type,
+            subnet_id,
+            image,
+            kubelet_version,
+            tags,
+            user_data: _,
+            private_ip,
+        } = &m.spec;
+        let _ = serde_json::to_writer(
+            &mut feed,
+            &(
+                &m.id,
+                region,
+                zone,
+                machine_type,
+                capacity_type,
+                subnet_id,
+                image,
+                kubelet_version,
+                tags,
+                private_ip,
+                &m.status,
+            ),
+        );
+    }
     feed.0.finish()
 }
 
@@ -151,38 +182,20 @@ impl World {
         // missed, and costs a look at every cluster, so it is rare.
         let mut resync = tokio::time::interval(self.resync);
         loop {
-            let mut machines: HashMap<String, Machine> = HashMap::new();
-            if full || !dirty.is_empty() {
-                for m in self.cloud.list_all() {
-                    machines.insert(m.id.clone(), m);
-                }
-            }
             if full {
                 // Machines that are gone need their parsed bootstrap no more.
-                lock(&self.bootstraps).retain(|id, _| machines.contains_key(id));
-                dirty.extend(
-                    machines
-                        .values()
-                        .filter_map(|m| m.spec.tags.get(CLUSTER_TAG).cloned()),
-                );
+                lock(&self.bootstraps).retain(|id, _| self.cloud.has_machine(id));
+                dirty.extend(self.cloud.tag_values(CLUSTER_TAG));
                 dirty.extend(self.host.clusters());
                 full = false;
             }
-            if !dirty.is_empty() {
-                let mut by_cluster: BTreeMap<String, Vec<Machine>> = BTreeMap::new();
-                for m in machines.into_values() {
-                    if let Some(c) = m.spec.tags.get(CLUSTER_TAG)
-                        && dirty.contains(c)
-                    {
-                        by_cluster.entry(c.clone()).or_default().push(m);
-                    }
-                }
-                for cluster in std::mem::take(&mut dirty) {
-                    let ms = by_cluster.remove(&cluster).unwrap_or_default();
-                    if let Err(e) = self.sync_cluster(&cluster, &ms).await {
-                        tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
-                        dirty.insert(cluster);
-                    }
+            // Each cluster's machines through the cloud's tag index: a batch of events costs
+            // the machines of the clusters it touched, not a copy of the whole cloud.
+            for cluster in std::mem::take(&mut dirty) {
+                let ms = self.cloud.list_tagged(CLUSTER_TAG, &cluster);
+                if let Err(e) = self.sync_cluster(&cluster, &ms).await {
+                    tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
+                    dirty.insert(cluster);
                 }
             }
             self.ensure_components();
