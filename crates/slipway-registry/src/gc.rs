@@ -27,9 +27,23 @@ pub(crate) fn spawn(registry: &Arc<Registry>) {
     tokio::spawn(async move { run(weak).await });
 }
 
+/// Between the starts of two passes, at least this many times the last pass's length.
+const PASS_SPACING: u32 = 5;
+
 async fn run(registry: Weak<Registry>) {
     let mut last_seen = None;
+    // A pass looks at every object, so its length grows with the registry, and while a large
+    // fleet is being built every creation moves the epoch: passes back to back would take a
+    // whole core. Spacing their starts by a multiple of the last one's length bounds the
+    // collector to a fifth of a core at any size; a small registry's passes take
+    // microseconds, so its collector stays as prompt as before.
+    let mut not_before: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(at) = not_before.take()
+            && at > tokio::time::Instant::now()
+        {
+            tokio::time::sleep_until(at).await;
+        }
         let Some(reg) = registry.upgrade() else {
             return;
         };
@@ -49,10 +63,12 @@ async fn run(registry: Weak<Registry>) {
             .swap(false, std::sync::atomic::Ordering::AcqRel);
         if retry || last_seen != Some(epoch) {
             last_seen = Some(epoch);
+            let started = tokio::time::Instant::now();
             if let Err(e) = reg.collect_once().await {
                 tracing::warn!(error = %e, "garbage collection pass failed; retrying");
                 last_seen = None;
             }
+            not_before = Some(started + started.elapsed() * PASS_SPACING);
         }
         // Deletions wake the collector at once; everything else is caught by the interval.
         // The wait holds no reference to the registry, so dropping it ends this loop.
