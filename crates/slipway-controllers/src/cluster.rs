@@ -37,7 +37,8 @@ pub fn controller(ctx: Arc<Context>) -> Controller<Cluster> {
     let machines = Informer::new(
         Api::<Machine>::all(Arc::clone(&ctx.client)),
         InformerConfig::default(),
-    );
+    )
+    .with_index(crate::REMEDIATIONS_INDEX, crate::remediation_on_record);
     // The first controller built for this context feeds its cache to the reconciles.
     let _ = ctx.machines.set(machines.store());
     let controller = Controller::new(

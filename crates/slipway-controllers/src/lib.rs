@@ -150,10 +150,16 @@ impl Context {
         if set.contains(key) {
             return true;
         }
-        let mut in_use = self
+        let mut in_use: std::collections::HashSet<String> = self
             .machines
             .get()
-            .map(|store| remediations_on_record(store.state().iter().map(|m| &**m)))
+            .map(|store| {
+                store
+                    .index_keys(REMEDIATIONS_INDEX, REMEDIATIONS_INDEX)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         if in_use.contains(key) {
             return true;
@@ -164,6 +170,33 @@ impl Context {
         }
         set.insert(key.to_string());
         true
+    }
+
+    /// Where the fleet's Machines are, from the Cluster controller's cache (a pass over it:
+    /// for progress reports, not for reconciles).
+    pub fn machine_progress(&self) -> MachineProgress {
+        let mut p = MachineProgress::default();
+        let Some(store) = self.machines.get() else {
+            return p;
+        };
+        for m in store.state() {
+            p.total += 1;
+            let status = m.status.as_ref();
+            if m.metadata.deletion_timestamp.is_some() {
+                p.deleting += 1;
+            } else if status.and_then(|s| s.phase)
+                == Some(slipway_api::machine::MachinePhase::Failed)
+            {
+                p.failed += 1;
+            } else if status.is_some_and(|s| is_true(s.conditions.as_ref(), "Ready")) {
+                p.ready += 1;
+            } else if status.is_some_and(|s| s.node_name.is_some()) {
+                p.registered += 1;
+            } else if status.is_some_and(|s| s.running_since.is_some()) {
+                p.running += 1;
+            }
+        }
+        p
     }
 
     /// The runtime tunables every controller of this context runs with.
@@ -181,27 +214,39 @@ impl Context {
     }
 }
 
-/// The Machines (`namespace/name`) holding a fleet-wide remediation slot on record: being
-/// deleted, marked with [`REMEDIATION_ANNOTATION`].
-fn remediations_on_record<'a>(
-    machines: impl Iterator<Item = &'a slipway_api::machine::Machine>,
-) -> std::collections::HashSet<String> {
-    machines
-        .filter(|m| {
-            m.metadata.deletion_timestamp.is_some()
-                && m.metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key(REMEDIATION_ANNOTATION))
-        })
-        .map(|m| {
-            format!(
-                "{}/{}",
-                m.metadata.namespace.as_deref().unwrap_or_default(),
-                m.metadata.name.as_deref().unwrap_or_default()
-            )
-        })
-        .collect()
+/// The Machine cache's index of the Machines holding a fleet-wide remediation slot on
+/// record (its one value is its name too), so that counting them costs what they are, not
+/// the whole fleet.
+pub(crate) const REMEDIATIONS_INDEX: &str = "remediating";
+
+/// Files a Machine under [`REMEDIATIONS_INDEX`] while it holds a slot: being deleted, marked
+/// with [`REMEDIATION_ANNOTATION`].
+pub(crate) fn remediation_on_record(m: &slipway_api::machine::Machine) -> Vec<String> {
+    let marked = m.metadata.deletion_timestamp.is_some()
+        && m.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(REMEDIATION_ANNOTATION));
+    if marked {
+        vec![REMEDIATIONS_INDEX.to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// How many of the fleet's Machines are at each step ([`Context::machine_progress`]); each
+/// Machine counts once, at the furthest step it reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineProgress {
+    pub total: usize,
+    /// Running at the provider, no node registered yet.
+    pub running: usize,
+    /// The node registered, not Ready.
+    pub registered: usize,
+    /// The node is Ready.
+    pub ready: usize,
+    pub failed: usize,
+    pub deleting: usize,
 }
 
 /// Why a reconcile failed (it is retried with backoff).
@@ -466,12 +511,11 @@ mod tests {
             machine("c", false, true),
             machine("d", false, false),
         ];
-        let on_record = remediations_on_record(machines.iter());
-        assert_eq!(
-            on_record,
-            ["team/a".to_string()]
-                .into_iter()
-                .collect::<std::collections::HashSet<_>>()
-        );
+        let on_record: Vec<&str> = machines
+            .iter()
+            .filter(|m| !remediation_on_record(m).is_empty())
+            .filter_map(|m| m.metadata.name.as_deref())
+            .collect();
+        assert_eq!(on_record, ["a"]);
     }
 }

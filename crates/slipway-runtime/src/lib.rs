@@ -28,7 +28,7 @@ pub use controller::{Action, Controller, ControllerConfig, owner_keys};
 pub use leader::{Decision, LeaderElector, LeaderHandle, LeaseConfig, decide};
 pub use metrics::Metrics;
 pub use queue::{Backoff, WorkQueue};
-pub use reflector::{Event, Informer, InformerConfig, Store};
+pub use reflector::{Event, IndexFn, Informer, InformerConfig, Store};
 
 /// The key of one object: its namespace (none for cluster-scoped kinds) and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

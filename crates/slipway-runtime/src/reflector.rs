@@ -20,10 +20,50 @@ use tokio::sync::{mpsc, watch};
 use crate::ObjectKey;
 use crate::queue::Backoff;
 
-/// The cached objects, and the keys of those each controlling owner (by uid) has.
+/// A named index of an informer's cache: the values an object is filed under (none: it is
+/// not in the index), as client-go's `IndexFunc`.
+pub type IndexFn<K> = fn(&K) -> Vec<String>;
+
+/// One index: its function and, per value, the keys of the objects filed under it.
+struct Index<K> {
+    name: &'static str,
+    values_of: IndexFn<K>,
+    keys: HashMap<String, HashSet<ObjectKey>>,
+}
+
+/// The cached objects, the keys of those each controlling owner (by uid) has, and the
+/// informer's own indexes.
 struct Cache<K> {
     objects: HashMap<ObjectKey, Arc<K>>,
     by_owner: HashMap<String, HashSet<ObjectKey>>,
+    indexes: Vec<Index<K>>,
+}
+
+impl<K> Cache<K> {
+    /// The keys filed under `value` in index `index`.
+    fn filed(&self, index: &str, value: &str) -> Option<&HashSet<ObjectKey>> {
+        self.indexes
+            .iter()
+            .find(|i| i.name == index)
+            .and_then(|i| i.keys.get(value))
+    }
+
+    /// An empty cache with the same indexes as `self`.
+    fn empty_like(&self) -> Self {
+        Self {
+            objects: HashMap::new(),
+            by_owner: HashMap::new(),
+            indexes: self
+                .indexes
+                .iter()
+                .map(|i| Index {
+                    name: i.name,
+                    values_of: i.values_of,
+                    keys: HashMap::new(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl<K> Default for Cache<K> {
@@ -31,6 +71,7 @@ impl<K> Default for Cache<K> {
         Self {
             objects: HashMap::new(),
             by_owner: HashMap::new(),
+            indexes: Vec::new(),
         }
     }
 }
@@ -49,8 +90,18 @@ impl<K: kube::Resource> Cache<K> {
     fn insert(&mut self, obj: Arc<K>) {
         let key = ObjectKey::of(&*obj);
         let owner = controller_uid(&*obj).map(str::to_string);
+        let filed: Vec<Vec<String>> = self
+            .indexes
+            .iter()
+            .map(|index| (index.values_of)(&*obj))
+            .collect();
         if let Some(old) = self.objects.insert(key.clone(), obj) {
             self.unindex(&old, &key);
+        }
+        for (index, values) in self.indexes.iter_mut().zip(filed) {
+            for value in values {
+                index.keys.entry(value).or_default().insert(key.clone());
+            }
         }
         if let Some(owner) = owner {
             self.by_owner.entry(owner).or_default().insert(key);
@@ -70,6 +121,16 @@ impl<K: kube::Resource> Cache<K> {
             keys.remove(key);
             if keys.is_empty() {
                 self.by_owner.remove(owner);
+            }
+        }
+        for index in &mut self.indexes {
+            for value in (index.values_of)(old) {
+                if let Some(keys) = index.keys.get_mut(&value) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        index.keys.remove(&value);
+                    }
+                }
             }
         }
     }
@@ -125,6 +186,27 @@ impl<K> Store<K> {
             .flatten()
             .filter_map(|key| cache.objects.get(key).cloned())
             .collect()
+    }
+
+    /// The cached objects filed under `value` in index `index` ([`Informer::with_index`]);
+    /// costs what it returns. Empty when there is no such index.
+    pub fn by_index(&self, index: &str, value: &str) -> Vec<Arc<K>> {
+        let cache = self.read();
+        cache
+            .filed(index, value)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| cache.objects.get(key).cloned())
+            .collect()
+    }
+
+    /// The keys of the objects filed under `value` in index `index`.
+    pub fn index_keys(&self, index: &str, value: &str) -> Vec<ObjectKey> {
+        let cache = self.read();
+        cache
+            .filed(index, value)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// How many objects are cached.
@@ -234,6 +316,30 @@ where
         }
     }
 
+    /// Keep an index `name` of the cache: each object filed under the values `values_of`
+    /// gives it, read with [`Store::by_index`]. Add indexes before the informer runs.
+    #[must_use]
+    pub fn with_index(self, name: &'static str, values_of: IndexFn<K>) -> Self {
+        {
+            let mut cache = self.write();
+            let keys = {
+                let mut keys: HashMap<String, HashSet<ObjectKey>> = HashMap::new();
+                for (key, obj) in &cache.objects {
+                    for value in values_of(obj) {
+                        keys.entry(value).or_default().insert(key.clone());
+                    }
+                }
+                keys
+            };
+            cache.indexes.push(Index {
+                name,
+                values_of,
+                keys,
+            });
+        }
+        self
+    }
+
     /// A reader of the cache.
     pub fn store(&self) -> Store<K> {
         Store {
@@ -256,6 +362,10 @@ where
 
     fn send(&mut self, event: Event<K>) {
         self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache<K>> {
+        self.cache.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache<K>> {
@@ -287,7 +397,7 @@ where
                 None => break page.resource_version,
             }
         };
-        let mut fresh = Cache::default();
+        let mut fresh = self.read_cache().empty_like();
         for k in items {
             fresh.insert(Arc::new(self.trim(k)));
         }

@@ -154,7 +154,16 @@ async fn the_store_finds_objects_by_controlling_owner_through_changes_and_relist
             bookmarks: false,
             ..InformerConfig::default()
         },
-    );
+    )
+    // An index of the informer's own: every owner, controlling or not.
+    .with_index("owner", |c: &ConfigMap| {
+        c.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| o.uid.clone())
+            .collect()
+    });
     let store = informer.store();
     let lists = informer.list_counter();
     let task = tokio::spawn(informer.run());
@@ -170,9 +179,43 @@ async fn the_store_finds_objects_by_controlling_owner_through_changes_and_relist
         n.sort();
         n
     };
+    let owned_by = |uid: &str| {
+        let mut n: Vec<String> = store
+            .by_index("owner", uid)
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        n.sort();
+        assert_eq!(store.index_keys("owner", uid).len(), n.len());
+        n
+    };
     assert_eq!(names(uid_a), ["a1", "a2"]);
     assert_eq!(names(uid_b), ["b1"]);
     assert!(names(uid_c).is_empty());
+    assert_eq!(owned_by(uid_a), ["a1", "a2", "a3"]);
+    assert!(store.by_index("no such index", uid_a).is_empty());
+
+    // A change that keeps the indexed value keeps the object filed under it.
+    let mut a3 = api.get("a3").await.expect("get");
+    a3.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("touched".into(), "yes".into());
+    api.replace("a3", &PostParams::default(), &a3)
+        .await
+        .expect("replace");
+    eventually("the touched object is seen", async || {
+        store
+            .get(&ObjectKey::namespaced("default", "a3"))
+            .is_some_and(|c| {
+                c.metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key("touched"))
+            })
+    })
+    .await;
+    assert_eq!(owned_by(uid_a), ["a1", "a2", "a3"]);
 
     // A change of controller moves the object; a delete removes it.
     let mut a2 = api.get("a2").await.expect("get");
@@ -185,6 +228,8 @@ async fn the_store_finds_objects_by_controlling_owner_through_changes_and_relist
         names(uid_a).is_empty() && names(uid_b) == ["a2", "b1"]
     })
     .await;
+    assert_eq!(owned_by(uid_a), ["a3"]);
+    assert_eq!(owned_by(uid_b), ["a2", "b1"]);
 
     // A relist (after 410) rebuilds the index from what the server has.
     api.delete("b1", &Default::default()).await.expect("delete");
@@ -204,6 +249,8 @@ async fn the_store_finds_objects_by_controlling_owner_through_changes_and_relist
         lists.load(Ordering::SeqCst) >= 2 && names(uid_b) == ["a2"]
     })
     .await;
+    assert_eq!(owned_by(uid_b), ["a2"]);
+    assert_eq!(owned_by(uid_a), ["a3"]);
     task.abort();
 }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use slipway_api::cluster::Cluster;
 use slipway_client::{Api, ApiResource, Client, InProcess, PostParams, WatchEvent, WatchParams};
 
-use crate::bench_sim::{cpu_seconds, instant_simulator, peak_rss_mib};
+use crate::bench_sim::{cpu_seconds, instant_simulator, peak_rss_mib, rss_mib};
 
 #[derive(clap::Args, Debug)]
 pub struct FleetArgs {
@@ -198,6 +198,9 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     let mut events = watch_ready(&client).await?;
     let mut ready_clusters = std::collections::HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // A large fleet goes breadth-first: between the tenths, where its Machines are.
+    let progress_every = Duration::from_secs(30);
+    let mut next_progress = Instant::now() + progress_every;
     loop {
         tokio::select! {
             event = events.next() => match event {
@@ -237,6 +240,23 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         }
         if n == args.clusters {
             break;
+        }
+        if Instant::now() >= next_progress {
+            next_progress += progress_every;
+            let m = ctx.machine_progress();
+            println!(
+                "  {:>5} clusters Ready after {:.1} s; machines: {} running, {} registered, {} Ready, {} failed, {} deleting of {} (CPU {:.0} s, RSS {:.0} MiB)",
+                n,
+                started.elapsed().as_secs_f64(),
+                m.running,
+                m.registered,
+                m.ready,
+                m.failed,
+                m.deleting,
+                m.total,
+                cpu_seconds().unwrap_or(0.0) - cpu_start,
+                rss_mib().unwrap_or(0.0)
+            );
         }
         anyhow::ensure!(
             Instant::now() < deadline,
