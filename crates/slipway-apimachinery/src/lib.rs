@@ -1,5 +1,6 @@
 //! Kubernetes API machinery as pure functions over JSON objects: no I/O, no HTTP, no store.
 //!
+//! - [`compact`]: JSON values shrunk to fit, for objects that are kept.
 //! - [`status`]: `ApiError`, the one error type every API layer returns, and its `Status` form.
 //! - [`field`]: field paths and field errors (the `causes` of a 422).
 //! - [`resource`]: `ResourceDef`, everything the server needs to serve one kind, and the
@@ -13,6 +14,7 @@
 //! - [`ssa`]: server-side apply and `managedFields`.
 
 pub mod admission;
+pub mod compact;
 pub mod field;
 pub mod jsonpath;
 pub mod meta;

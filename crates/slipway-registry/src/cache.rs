@@ -421,8 +421,18 @@ impl WatchCache {
     /// the cache applies that event it takes `object` (stamping the event's revision) instead
     /// of decoding the bytes again; the writer gets the same shared object from
     /// [`HandoverTicket::written`]. Dropping the ticket unused (the write failed, or its task was
-    /// cancelled) forgets it.
-    pub fn writing(&self, key: &str, bytes: &bytes::Bytes, object: Value) -> HandoverTicket<'_> {
+    /// cancelled) forgets it. The object is shrunk to fit first
+    /// ([`slipway_apimachinery::compact`]), as everything the cache keeps.
+    pub fn writing(
+        &self,
+        key: &str,
+        bytes: &bytes::Bytes,
+        mut object: Value,
+    ) -> HandoverTicket<'_> {
+        // Kept by the cache, so shrunk to fit here, in the writer's task. With a placeholder
+        // resourceVersion: stamping the real one then replaces it and grows nothing.
+        codec::set_resource_version(&mut object, 0);
+        slipway_apimachinery::compact::compact(&mut object);
         let id = bytes.as_ptr() as usize;
         self.lock_handovers().insert(
             id,
@@ -567,7 +577,7 @@ impl WatchCache {
         };
         let decoded = match handed {
             Some(obj) => Ok(obj),
-            None => codec::decode(&event.kv.value, revision).map(Arc::new),
+            None => codec::decode_kept(&event.kv.value, revision).map(Arc::new),
         };
         let object = match decoded {
             Ok(obj) => obj,
@@ -816,7 +826,7 @@ async fn load(
             )
             .await?;
         for kv in &page.items {
-            match codec::decode(&kv.value, kv.mod_revision) {
+            match codec::decode_kept(&kv.value, kv.mod_revision) {
                 Ok(obj) => {
                     objects.insert(kv.key.clone(), Arc::new(obj));
                 }

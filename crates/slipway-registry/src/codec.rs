@@ -61,6 +61,14 @@ pub fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
+/// [`decode`] for an object that is kept (the watch cache's): shrunk to fit
+/// ([`slipway_apimachinery::compact`]).
+pub fn decode_kept(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
+    let mut obj = decode(bytes, revision)?;
+    slipway_apimachinery::compact::compact(&mut obj);
+    Ok(obj)
+}
+
 /// Set `metadata.resourceVersion`, last in `metadata` as [`decode`] puts it: an object
 /// written and the same object read back are identical, to the order of their fields.
 pub fn set_resource_version(obj: &mut Value, revision: Revision) {
