@@ -301,22 +301,32 @@ pub struct Subscription {
 }
 
 impl WatchCache {
-    /// A cache that follows the store itself ([`WatchCache::run`]).
-    pub fn new(window: usize) -> Arc<Self> {
-        Self::build(window, None)
+    /// A cache that follows the store itself ([`WatchCache::run`]), keeping `window` events
+    /// of which the newest `decoded` stay decoded.
+    pub fn new(window: usize, decoded: usize) -> Arc<Self> {
+        Self::build(window, decoded, None)
     }
 
     /// A cache of the objects under `root` fed by `shared` ([`WatchCache::run_shared`]).
-    pub fn new_shared(window: usize, shared: Arc<SharedWatch>, root: String) -> Arc<Self> {
-        Self::build(window, Some((shared, root)))
+    pub fn new_shared(
+        window: usize,
+        decoded: usize,
+        shared: Arc<SharedWatch>,
+        root: String,
+    ) -> Arc<Self> {
+        Self::build(window, decoded, Some((shared, root)))
     }
 
-    fn build(window: usize, shared: Option<(Arc<SharedWatch>, String)>) -> Arc<Self> {
+    fn build(
+        window: usize,
+        decoded: usize,
+        shared: Option<(Arc<SharedWatch>, String)>,
+    ) -> Arc<Self> {
         let window = window.max(16);
         // The broadcast ring keeps its last values alive whether or not anyone lags, so it is
-        // no longer than the window: a receiver that falls behind it catches up from the
-        // window, which holds the same events.
-        let recent = window.min(4096);
+        // no longer than the window's decoded part: a receiver that falls behind it catches
+        // up from the window, which holds the same events.
+        let recent = window.min(decoded.clamp(1, 4096));
         let (live, _) = broadcast::channel(recent);
         let (progress, _) = watch::channel(0);
         Arc::new(Self {
@@ -1083,13 +1093,17 @@ mod tests {
     }
 
     async fn cache_with_window(window: usize) -> (tempfile::TempDir, Arc<WatchCache>) {
+        cache_with(window, crate::DEFAULT_WATCH_DECODED).await
+    }
+
+    async fn cache_with(window: usize, decoded: usize) -> (tempfile::TempDir, Arc<WatchCache>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("open store"));
         let shared = SharedWatch::start(store, "/clusters/")
             .await
             .expect("shared watch");
-        let cache = WatchCache::new_shared(window, Arc::clone(&shared), ROOT.to_string());
+        let cache = WatchCache::new_shared(window, decoded, Arc::clone(&shared), ROOT.to_string());
         shared.register(ROOT, &cache).expect("register");
         (dir, cache)
     }
@@ -1238,10 +1252,18 @@ mod tests {
 
     /// Events past the window's recent part are kept as the store's bytes, and a replay
     /// that reaches back to them gets exactly the events the live watchers got: kind,
-    /// object, previous version and revision, deletions included.
+    /// object, previous version and revision, deletions included. With the default decoded
+    /// part, and with a short one (a simulated cluster's).
     #[tokio::test]
     async fn compacted_events_replay_as_they_were_broadcast() {
-        let (_dir, cache) = cache_with_window(100_000).await;
+        for decoded in [crate::DEFAULT_WATCH_DECODED, 16] {
+            compacted_replay(decoded).await;
+        }
+    }
+
+    async fn compacted_replay(decoded: usize) {
+        let (_dir, cache) = cache_with(100_000, decoded).await;
+        assert_eq!(cache.recent, decoded);
         assert!(cache.finish_load(BTreeMap::new(), 1, 0));
         let mut versions: HashMap<String, KeyValue> = HashMap::new();
         let mut broadcast = Vec::new();

@@ -188,11 +188,21 @@ impl Deleted {
 /// Events a watch cache keeps by default ([`RegistryConfig::watch_window`]).
 pub const DEFAULT_WATCH_WINDOW: usize = 100_000;
 
+/// Of the window's events, how many of the newest stay decoded by default
+/// ([`RegistryConfig::watch_decoded`]).
+pub const DEFAULT_WATCH_DECODED: usize = 4096;
+
 /// Tunables of a registry.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Events the watch cache keeps for watchers resuming from a resourceVersion.
     pub watch_window: usize,
+    /// How many of the window's newest events stay decoded (and the length of the live
+    /// broadcast's ring, which holds them anyway); older ones keep only the store's bytes of
+    /// the object and its previous version, decoded again for a watcher that replays that
+    /// far. At most 4,096. A registry among thousands (a simulated cluster's) keeps few: its
+    /// decoded events are mostly superseded versions nothing else holds.
+    pub watch_decoded: usize,
     /// Compact the store every interval, to the revision seen one interval earlier
     /// (kube-apiserver's policy). `None` disables compaction.
     pub compaction_interval: Option<Duration>,
@@ -219,6 +229,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             watch_window: DEFAULT_WATCH_WINDOW,
+            watch_decoded: DEFAULT_WATCH_DECODED,
             compaction_interval: Some(Duration::from_secs(300)),
             gc_interval: Duration::from_secs(10),
             bookmark_interval: Duration::from_secs(60),
@@ -267,10 +278,13 @@ impl Registry {
     ) -> Result<Arc<Self>, ApiError> {
         let root = config.keys.root().to_string();
         let cache = match &config.shared_watch {
-            Some(shared) => {
-                cache::WatchCache::new_shared(config.watch_window, Arc::clone(shared), root.clone())
-            }
-            None => cache::WatchCache::new(config.watch_window),
+            Some(shared) => cache::WatchCache::new_shared(
+                config.watch_window,
+                config.watch_decoded,
+                Arc::clone(shared),
+                root.clone(),
+            ),
+            None => cache::WatchCache::new(config.watch_window, config.watch_decoded),
         };
         let (stop, mut stopped) = tokio::sync::watch::channel(());
         let registry = Arc::new(Self {

@@ -358,10 +358,12 @@ impl WorkloadHost {
             RegistryConfig {
                 // One compaction loop serves the whole shared store.
                 compaction_interval: None,
-                // A short window: each cached event keeps two versions of an object alive,
-                // and thousands of clusters share the memory. A watcher further behind
-                // relists (410), as it would after a compaction.
+                // A short window: thousands of clusters share the memory. A watcher further
+                // behind relists (410), as it would after a compaction. Only its newest
+                // events stay decoded (each holds two versions of an object, the older
+                // superseded); the rest are the store's bytes.
                 watch_window: 128,
+                watch_decoded: 16,
                 keys: Keys::for_logical_cluster(name),
                 shared_watch: Some(Arc::clone(&self.shared_watch)),
                 system_namespaces: ["default", "kube-system", "kube-public", "kube-node-lease"]
