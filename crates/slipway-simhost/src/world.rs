@@ -35,6 +35,9 @@ use crate::workloads::{self, Kind, Snapshot, Write};
 
 const MANAGER: &str = "slipway-sim";
 
+/// Clusters the World syncs at once.
+const SYNC_CONCURRENCY: usize = 64;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -191,13 +194,25 @@ impl World {
             }
             // Each cluster's machines through the cloud's tag index: a batch of events costs
             // the machines of the clusters it touched, not a copy of the whole cloud.
-            for cluster in std::mem::take(&mut dirty) {
-                let ms = self.cloud.list_tagged(CLUSTER_TAG, &cluster);
-                if let Err(e) = self.sync_cluster(&cluster, &ms).await {
-                    tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
-                    dirty.insert(cluster);
-                }
-            }
+            // Clusters are synced side by side: a sync waits on its writes' commits, so one
+            // at a time would hold a fleet's whole build-up to one write per commit.
+            let world = &*self;
+            let failed: Vec<String> = futures::stream::iter(std::mem::take(&mut dirty))
+                .map(|cluster| async move {
+                    let ms = world.cloud.list_tagged(CLUSTER_TAG, &cluster);
+                    match world.sync_cluster(&cluster, &ms).await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
+                            Some(cluster)
+                        }
+                    }
+                })
+                .buffer_unordered(SYNC_CONCURRENCY)
+                .filter_map(std::future::ready)
+                .collect()
+                .await;
+            dirty.extend(failed);
             self.ensure_components();
             tokio::select! {
                 ev = events.recv() => match ev {
