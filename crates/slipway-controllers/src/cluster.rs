@@ -89,6 +89,14 @@ impl Credentials {
     }
 }
 
+/// What a cluster's `<name>-kubeconfig` Secret holds ([`Context::credentials`]).
+pub(crate) enum SecretCredentials {
+    Missing,
+    /// It lacks `value`, `token` or `bootstrap-token`.
+    Unreadable,
+    Found(Arc<Credentials>),
+}
+
 /// Bring one Cluster toward its spec.
 pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = cluster.namespace().unwrap_or_default();
@@ -523,13 +531,26 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     set_condition(&mut conditions, "Ready", ready, reason, message, generation);
     status.conditions = Some(conditions);
     status.observed_generation = generation;
+    let changed = cluster.status.as_ref() != Some(&status);
     write_status(&clusters, &*cluster, cluster.status.as_ref(), status).await?;
     Ok(match (ready, ttl_left) {
         (true, None) => Action::await_change(),
         (true, Some(left)) => Action::requeue(left.min(ctx.config.resync)),
-        (false, _) => Action::requeue(ctx.config.poll),
+        // Failed machines wait out the settling time: nothing else wakes the cluster then.
+        (false, _) if settling => Action::requeue(ctx.config.remediation_settle),
+        // Still moving: look again soon.
+        (false, _) if changed => Action::requeue(ctx.config.poll),
+        // Not Ready and nothing changed: what can change it comes as an event (its Machines'
+        // status, each polled by the Machine controller while it is not Ready, or the
+        // Cluster's own spec), so this is only a safety net. Polled at `poll`, a
+        // 10,000-cluster build-up asked for more reconciles than two cores can do.
+        (false, _) => Action::requeue(NOT_READY_RECHECK.min(ctx.config.resync)),
     })
 }
+
+/// How often a Cluster that is not Ready, and did not change in its last reconcile, is
+/// looked at without an event.
+const NOT_READY_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The Machines `cluster` controls (owned by its uid: a Cluster recreated under the same name
 /// does not adopt its predecessor's). Read from the controller's cache when it has one, and
@@ -715,6 +736,11 @@ async fn ensure_infrastructure(
     cluster: &Cluster,
     desired: &Desired,
 ) -> Result<LoadBalancer, Error> {
+    let uid = cluster.uid().unwrap_or_default();
+    let generation = cluster.meta().generation.unwrap_or_default();
+    if let Some(lb) = ctx.verified_infrastructure(&uid, generation) {
+        return Ok(lb);
+    }
     let p = &ctx.provider;
     let tags = Tags::from([(CLUSTER_TAG.to_string(), id.to_string())]);
     // A /16 per cluster; clusters' networks are isolated, so sharing a range is harmless.
@@ -780,6 +806,7 @@ async fn ensure_infrastructure(
             .await?
         }
     };
+    ctx.infrastructure_verified(&uid, generation, &lb);
     Ok(lb)
 }
 
@@ -794,17 +821,21 @@ async fn ensure_credentials(
     ctx: &Context,
     cluster: &Cluster,
     lb: &LoadBalancer,
-) -> Result<Credentials, Error> {
+) -> Result<Arc<Credentials>, Error> {
     let ns = cluster.namespace().unwrap_or_default();
     let name = cluster.name_any();
     let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
     let secret_name = kubeconfig_secret_name(&name);
-    if let Some(mut secret) = secrets.get_opt(&secret_name).await? {
-        let credentials = Credentials::from_secret(&secret).ok_or_else(|| {
-            Error::Invalid(format!(
+    let credentials = match ctx.credentials(&ns, &name).await? {
+        SecretCredentials::Found(c) => Some(c),
+        SecretCredentials::Unreadable => {
+            return Err(Error::Invalid(format!(
                 "Secret {ns}/{secret_name} lacks value, token or bootstrap-token"
-            ))
-        })?;
+            )));
+        }
+        SecretCredentials::Missing => None,
+    };
+    if let Some(credentials) = credentials {
         // The load balancer's address or CA changed (a new listener, a rotated CA): the
         // kubeconfig follows it, with the same credentials.
         let endpoint = lb.endpoint();
@@ -818,6 +849,7 @@ async fn ensure_credentials(
         );
         if credentials.kubeconfig != current {
             tracing::info!(cluster = %name, namespace = %ns, %endpoint, "the API endpoint changed; rewriting the kubeconfig");
+            let mut secret = secrets.get(&secret_name).await?;
             if let Some(data) = secret.data.as_mut() {
                 data.insert("value".to_string(), ByteString(current.into_bytes()));
             }
@@ -825,6 +857,7 @@ async fn ensure_credentials(
                 .replace(&secret_name, &PostParams::default(), &secret)
                 .await?;
             return Credentials::from_secret(&stored)
+                .map(Arc::new)
                 .ok_or_else(|| Error::Invalid("kubeconfig Secret unreadable".into()));
         }
         return Ok(credentials);
@@ -880,6 +913,7 @@ async fn ensure_credentials(
         Err(e) => return Err(e.into()),
     };
     Credentials::from_secret(&stored)
+        .map(Arc::new)
         .ok_or_else(|| Error::Invalid("kubeconfig Secret unreadable".into()))
 }
 
@@ -1007,8 +1041,10 @@ async fn delete(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     }
     ctx.workloads.forget(&id);
     ctx.expectations.forget(&uid);
+    ctx.forget_infrastructure(&uid);
     let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
     delete_if_present(&secrets, &kubeconfig_secret_name(&name)).await?;
+    ctx.forget_credentials(&ns, &name);
     let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), &ns);
     set_finalizer(&clusters, cluster, CLUSTER_FINALIZER, false).await?;
     Ok(Action::await_change())

@@ -111,7 +111,26 @@ pub struct Context {
     pub(crate) clusters: std::sync::OnceLock<slipway_runtime::Store<slipway_api::cluster::Cluster>>,
     /// Machine creates and deletes the Cluster controller made that its cache may not show yet.
     pub(crate) expectations: expectations::Expectations,
+    /// Per kubeconfig Secret (`namespace/name`): its uid and resourceVersion, and the
+    /// credentials parsed from that version ([`Context::credentials`]).
+    credentials:
+        std::sync::Mutex<std::collections::HashMap<String, (String, Arc<cluster::Credentials>)>>,
+    /// Per Cluster uid: the generation whose network, subnets and load balancer were last
+    /// found or made at the provider, when, and the load balancer.
+    infrastructure: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (i64, std::time::Instant, slipway_provider::LoadBalancer),
+        >,
+    >,
 }
+
+/// How long a Cluster's infrastructure, once found or made for its generation, is taken as
+/// there without asking the provider again. The Cluster controller runs on every change of
+/// any of its Machines; asking the provider for the network, subnets and load balancer each
+/// time was most of a large fleet's build-up. Something deleted behind the platform's back
+/// is made again within this long.
+pub const INFRASTRUCTURE_RECHECK: Duration = Duration::from_secs(60);
 
 impl Context {
     /// A context over the platform API `client` and `provider` (its catalog is read once).
@@ -132,6 +151,8 @@ impl Context {
             machines: std::sync::OnceLock::new(),
             clusters: std::sync::OnceLock::new(),
             expectations: expectations::Expectations::new(Duration::from_secs(60)),
+            credentials: std::sync::Mutex::new(std::collections::HashMap::new()),
+            infrastructure: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -170,6 +191,108 @@ impl Context {
         }
         set.insert(key.to_string());
         true
+    }
+
+    /// The credentials in cluster `cluster`'s `<name>-kubeconfig` Secret. Both controllers
+    /// read them on nearly every reconcile; the Secret is read shared, and decoded and parsed
+    /// only when its version is one this context has not parsed yet.
+    pub(crate) async fn credentials(
+        &self,
+        ns: &str,
+        cluster: &str,
+    ) -> Result<cluster::SecretCredentials, Error> {
+        use cluster::SecretCredentials;
+        let name = cluster::kubeconfig_secret_name(cluster);
+        let key = format!("{ns}/{name}");
+        let res = slipway_client::ApiResource::of::<k8s_openapi::api::core::v1::Secret>();
+        let shared = match self.client.get(&res, Some(ns), &name).await {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => {
+                self.memo().remove(&key);
+                return Ok(SecretCredentials::Missing);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let meta = |field: &str| {
+            shared
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+        };
+        let version = format!("{}/{}", meta("uid"), meta("resourceVersion"));
+        if let Some((seen, credentials)) = self.memo().get(&key)
+            && *seen == version
+        {
+            return Ok(SecretCredentials::Found(Arc::clone(credentials)));
+        }
+        let secret: k8s_openapi::api::core::v1::Secret = serde::Deserialize::deserialize(&*shared)
+            .map_err(|e| Error::Invalid(format!("Secret {key} does not decode: {e}")))?;
+        let Some(credentials) = cluster::Credentials::from_secret(&secret).map(Arc::new) else {
+            self.memo().remove(&key);
+            return Ok(SecretCredentials::Unreadable);
+        };
+        self.memo().insert(key, (version, Arc::clone(&credentials)));
+        Ok(SecretCredentials::Found(credentials))
+    }
+
+    /// The load balancer of the Cluster with `uid`, when its infrastructure was found or made
+    /// for `generation` less than [`INFRASTRUCTURE_RECHECK`] ago.
+    pub(crate) fn verified_infrastructure(
+        &self,
+        uid: &str,
+        generation: i64,
+    ) -> Option<slipway_provider::LoadBalancer> {
+        let verified = self
+            .infrastructure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        verified
+            .get(uid)
+            .filter(|(g, at, _)| *g == generation && at.elapsed() < INFRASTRUCTURE_RECHECK)
+            .map(|(_, _, lb)| lb.clone())
+    }
+
+    /// Record that the Cluster with `uid` has its infrastructure for `generation`, now.
+    pub(crate) fn infrastructure_verified(
+        &self,
+        uid: &str,
+        generation: i64,
+        lb: &slipway_provider::LoadBalancer,
+    ) {
+        self.infrastructure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                uid.to_string(),
+                (generation, std::time::Instant::now(), lb.clone()),
+            );
+    }
+
+    /// Forget the Cluster with `uid`'s infrastructure (it is being deleted).
+    pub(crate) fn forget_infrastructure(&self, uid: &str) {
+        self.infrastructure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(uid);
+    }
+
+    /// Forget cluster `cluster`'s parsed credentials (it is gone).
+    pub(crate) fn forget_credentials(&self, ns: &str, cluster: &str) {
+        self.memo().remove(&format!(
+            "{ns}/{}",
+            cluster::kubeconfig_secret_name(cluster)
+        ));
+    }
+
+    fn memo(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, (String, Arc<cluster::Credentials>)>,
+    > {
+        self.credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Where the fleet's Machines are, from the Cluster controller's cache (a pass over it:
@@ -499,6 +622,126 @@ mod tests {
             m.metadata.deletion_timestamp = Some(now());
         }
         m
+    }
+
+    /// A context over an in-process registry and a zero-delay simulated cloud.
+    async fn context(dir: &std::path::Path) -> Arc<Context> {
+        let store: Arc<dyn slipway_store::Store> = Arc::new(
+            slipway_store::sqlite::SqliteStore::open(&dir.join("platform.db")).expect("store"),
+        );
+        let registry = slipway_registry::Registry::start(
+            store,
+            slipway_api::resources(),
+            slipway_registry::RegistryConfig::default(),
+        )
+        .await
+        .expect("registry");
+        let cloud = slipway_sim::SimCloud::open(dir, slipway_sim::SimConfig::instant())
+            .await
+            .expect("cloud");
+        Context::new(
+            Arc::new(slipway_client::InProcess::new(registry)),
+            cloud,
+            LifecycleConfig::default(),
+        )
+        .await
+        .expect("context")
+    }
+
+    fn kubeconfig_secret(data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Secret {
+        k8s_openapi::api::core::v1::Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(cluster::kubeconfig_secret_name("c1")),
+                namespace: Some("team".into()),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| {
+                        (
+                            (*k).to_string(),
+                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                        )
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    /// Credentials are parsed once per version of the Secret: a new version (another token,
+    /// missing keys, the Secret gone) is seen on the next read.
+    #[tokio::test]
+    async fn credentials_follow_every_version_of_the_secret() {
+        use cluster::SecretCredentials;
+        use slipway_client::{Api, PostParams};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ctx = context(dir.path()).await;
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+            Api::all(Arc::clone(&ctx.client));
+        let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+        ns.metadata.name = Some("team".into());
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace");
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(Arc::clone(&ctx.client), "team");
+        let token = |c: &SecretCredentials| match c {
+            SecretCredentials::Found(c) => c.admin_token.clone(),
+            SecretCredentials::Missing => "missing".into(),
+            SecretCredentials::Unreadable => "unreadable".into(),
+        };
+        let read = || async { ctx.credentials("team", "c1").await.expect("read") };
+        assert_eq!(token(&read().await), "missing");
+
+        let full = [
+            ("value", "kubeconfig"),
+            ("token", "t1"),
+            ("bootstrap-token", "b"),
+        ];
+        secrets
+            .create(&PostParams::default(), &kubeconfig_secret(&full))
+            .await
+            .expect("create");
+        let (SecretCredentials::Found(first), SecretCredentials::Found(again)) =
+            (read().await, read().await)
+        else {
+            panic!("credentials expected");
+        };
+        assert_eq!(first.admin_token, "t1");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same version is parsed once"
+        );
+
+        let name = cluster::kubeconfig_secret_name("c1");
+        let rotated = [
+            ("value", "kubeconfig"),
+            ("token", "t2"),
+            ("bootstrap-token", "b"),
+        ];
+        secrets
+            .replace(&name, &PostParams::default(), &kubeconfig_secret(&rotated))
+            .await
+            .expect("replace");
+        assert_eq!(token(&read().await), "t2");
+
+        secrets
+            .replace(
+                &name,
+                &PostParams::default(),
+                &kubeconfig_secret(&[("value", "kubeconfig"), ("token", "t3")]),
+            )
+            .await
+            .expect("replace");
+        assert_eq!(token(&read().await), "unreadable");
+
+        secrets
+            .delete(&name, &Default::default())
+            .await
+            .expect("delete");
+        assert_eq!(token(&read().await), "missing");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{
     EvictParams, ListParams as KubeListParams, Patch as KubePatch, PatchParams as KubePatchParams,
 };
@@ -20,7 +20,7 @@ use slipway_provider::{
 };
 use slipway_runtime::{Action, Controller, InformerConfig};
 
-use crate::cluster::{Credentials, kubeconfig_secret_name};
+use crate::cluster::{Credentials, SecretCredentials};
 use crate::events::{self, Kind};
 use crate::ipam::{self, Allocation};
 use crate::workload::CachedNode;
@@ -91,12 +91,8 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(ctx.config.poll));
     }
     let id = identity(&ns, &machine.spec.cluster_name);
-    let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
-    let Some(credentials) = secrets
-        .get_opt(&kubeconfig_secret_name(&machine.spec.cluster_name))
-        .await?
-        .as_ref()
-        .and_then(Credentials::from_secret)
+    let SecretCredentials::Found(credentials) =
+        ctx.credentials(&ns, &machine.spec.cluster_name).await?
     else {
         return Ok(Action::requeue(ctx.config.poll));
     };
@@ -668,53 +664,50 @@ async fn delete(machine: &Machine, ctx: &Context, api: &Api<Machine>) -> Result<
         .iter()
         .flatten()
         .any(|c| c.type_ == "NodeReady" && c.status == ConditionStatus::True);
-    if !cluster_going && running && machine.spec.role == MachineRole::Worker {
-        let secrets: Api<Secret> = Api::namespaced(Arc::clone(&ctx.client), &ns);
-        let credentials = secrets
-            .get_opt(&kubeconfig_secret_name(&machine.spec.cluster_name))
-            .await?
+    if !cluster_going
+        && running
+        && machine.spec.role == MachineRole::Worker
+        && let SecretCredentials::Found(credentials) =
+            ctx.credentials(&ns, &machine.spec.cluster_name).await?
+    {
+        let timeout = cluster
             .as_ref()
-            .and_then(Credentials::from_secret);
-        if let Some(credentials) = credentials {
-            let timeout = cluster
-                .as_ref()
-                .and_then(|c| c.spec.upgrade.as_ref())
-                .and_then(|u| u.drain_timeout.as_deref())
-                .and_then(|d| slipway_api::checks::parse_duration(d).ok())
-                .map_or(Duration::from_secs(1800), Duration::from_secs);
-            let started = machine
-                .annotations()
-                .get(DRAIN_STARTED_ANNOTATION)
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-            let Some(started) = started else {
-                api.patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"annotations": {DRAIN_STARTED_ANNOTATION: now().0.to_string()}}})),
-                )
-                .await?;
-                return Ok(Action::await_change());
-            };
-            let elapsed = jiff::Timestamp::now().duration_since(started);
-            let expired = elapsed.as_secs() >= i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
-            if !expired {
-                match drain(ctx, &id, &credentials, &name).await {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(Action::requeue(ctx.config.poll)),
-                    Err(message) => {
-                        tracing::info!(machine = %name, %message, "drain blocked; retrying until the drain timeout");
-                        return Ok(Action::requeue(ctx.config.poll));
-                    }
+            .and_then(|c| c.spec.upgrade.as_ref())
+            .and_then(|u| u.drain_timeout.as_deref())
+            .and_then(|d| slipway_api::checks::parse_duration(d).ok())
+            .map_or(Duration::from_secs(1800), Duration::from_secs);
+        let started = machine
+            .annotations()
+            .get(DRAIN_STARTED_ANNOTATION)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let Some(started) = started else {
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {DRAIN_STARTED_ANNOTATION: now().0.to_string()}}})),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        };
+        let elapsed = jiff::Timestamp::now().duration_since(started);
+        let expired = elapsed.as_secs() >= i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        if !expired {
+            match drain(ctx, &id, &credentials, &name).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(Action::requeue(ctx.config.poll)),
+                Err(message) => {
+                    tracing::info!(machine = %name, %message, "drain blocked; retrying until the drain timeout");
+                    return Ok(Action::requeue(ctx.config.poll));
                 }
-            } else {
-                // Policy when the timeout expires: the machine goes anyway; whatever still
-                // runs there is lost (its controllers recreate it elsewhere).
-                tracing::warn!(machine = %name, timeout = ?timeout, "drain timed out; deleting the machine anyway");
             }
-            if let Ok(client) = ctx.workloads.get(&id, &credentials.kubeconfig).await {
-                let nodes: kube::Api<Node> = kube::Api::all(client);
-                let _ = nodes.delete(&name, &Default::default()).await;
-            }
+        } else {
+            // Policy when the timeout expires: the machine goes anyway; whatever still
+            // runs there is lost (its controllers recreate it elsewhere).
+            tracing::warn!(machine = %name, timeout = ?timeout, "drain timed out; deleting the machine anyway");
+        }
+        if let Ok(client) = ctx.workloads.get(&id, &credentials.kubeconfig).await {
+            let nodes: kube::Api<Node> = kube::Api::all(client);
+            let _ = nodes.delete(&name, &Default::default()).await;
         }
     }
 
