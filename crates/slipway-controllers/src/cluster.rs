@@ -538,6 +538,9 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         (true, Some(left)) => Action::requeue(left.min(ctx.config.resync)),
         // Failed machines wait out the settling time: nothing else wakes the cluster then.
         (false, _) if settling => Action::requeue(ctx.config.remediation_settle),
+        // Failed machines wait for a fleet-wide remediation slot, which another cluster's
+        // machine gives back: no event of this cluster's says when.
+        (false, _) if capped > 0 => Action::requeue(ctx.config.poll),
         // Still moving: look again soon.
         (false, _) if changed => Action::requeue(ctx.config.poll),
         // Not Ready and nothing changed: what can change it comes as an event (its Machines'
