@@ -531,8 +531,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     set_condition(&mut conditions, "Ready", ready, reason, message, generation);
     status.conditions = Some(conditions);
     status.observed_generation = generation;
-    let changed = cluster.status.as_ref() != Some(&status);
-    write_status(&clusters, &*cluster, cluster.status.as_ref(), status).await?;
+    let changed = write_status(&clusters, &*cluster, cluster.status.as_ref(), status).await?;
     Ok(match (ready, ttl_left) {
         (true, None) => Action::await_change(),
         (true, Some(left)) => Action::requeue(left.min(ctx.config.resync)),

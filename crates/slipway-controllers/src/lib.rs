@@ -156,18 +156,12 @@ impl Context {
         }))
     }
 
-    fn remediating(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
-        self.remediating
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Take a fleet-wide remediation slot for machine `key`; false when all are taken.
     ///
     /// Slots in use: Machines being deleted with [`REMEDIATION_ANNOTATION`] (from the cache,
     /// so after a restart too), plus this process's decisions the cache does not show yet.
     pub(crate) fn start_remediation(&self, key: &str) -> bool {
-        let mut set = self.remediating();
+        let mut set = lock(&self.remediating);
         if set.contains(key) {
             return true;
         }
@@ -208,7 +202,7 @@ impl Context {
         let shared = match self.client.get(&res, Some(ns), &name).await {
             Ok(s) => s,
             Err(e) if e.is_not_found() => {
-                self.memo().remove(&key);
+                lock(&self.credentials).remove(&key);
                 return Ok(SecretCredentials::Missing);
             }
             Err(e) => return Err(e.into()),
@@ -220,7 +214,7 @@ impl Context {
                 .unwrap_or_default()
         };
         let version = format!("{}/{}", meta("uid"), meta("resourceVersion"));
-        if let Some((seen, credentials)) = self.memo().get(&key)
+        if let Some((seen, credentials)) = lock(&self.credentials).get(&key)
             && *seen == version
         {
             return Ok(SecretCredentials::Found(Arc::clone(credentials)));
@@ -228,10 +222,10 @@ impl Context {
         let secret: k8s_openapi::api::core::v1::Secret = serde::Deserialize::deserialize(&*shared)
             .map_err(|e| Error::Invalid(format!("Secret {key} does not decode: {e}")))?;
         let Some(credentials) = cluster::Credentials::from_secret(&secret).map(Arc::new) else {
-            self.memo().remove(&key);
+            lock(&self.credentials).remove(&key);
             return Ok(SecretCredentials::Unreadable);
         };
-        self.memo().insert(key, (version, Arc::clone(&credentials)));
+        lock(&self.credentials).insert(key, (version, Arc::clone(&credentials)));
         Ok(SecretCredentials::Found(credentials))
     }
 
@@ -242,11 +236,7 @@ impl Context {
         uid: &str,
         generation: i64,
     ) -> Option<slipway_provider::LoadBalancer> {
-        let verified = self
-            .infrastructure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        verified
+        lock(&self.infrastructure)
             .get(uid)
             .filter(|(g, at, _)| *g == generation && at.elapsed() < INFRASTRUCTURE_RECHECK)
             .map(|(_, _, lb)| lb.clone())
@@ -259,40 +249,23 @@ impl Context {
         generation: i64,
         lb: &slipway_provider::LoadBalancer,
     ) {
-        self.infrastructure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(
-                uid.to_string(),
-                (generation, std::time::Instant::now(), lb.clone()),
-            );
+        lock(&self.infrastructure).insert(
+            uid.to_string(),
+            (generation, std::time::Instant::now(), lb.clone()),
+        );
     }
 
     /// Forget the Cluster with `uid`'s infrastructure (it is being deleted).
     pub(crate) fn forget_infrastructure(&self, uid: &str) {
-        self.infrastructure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(uid);
+        lock(&self.infrastructure).remove(uid);
     }
 
     /// Forget cluster `cluster`'s parsed credentials (it is gone).
     pub(crate) fn forget_credentials(&self, ns: &str, cluster: &str) {
-        self.memo().remove(&format!(
+        lock(&self.credentials).remove(&format!(
             "{ns}/{}",
             cluster::kubeconfig_secret_name(cluster)
         ));
-    }
-
-    fn memo(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, (String, Arc<cluster::Credentials>)>,
-    > {
-        self.credentials
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Where the fleet's Machines are, from the Cluster controller's cache (a pass over it:
@@ -333,7 +306,7 @@ impl Context {
 
     /// Give back machine `key`'s slot (it is gone).
     pub(crate) fn end_remediation(&self, key: &str) {
-        self.remediating().remove(key);
+        lock(&self.remediating).remove(key);
     }
 }
 
@@ -469,13 +442,22 @@ where
     Ok(())
 }
 
-/// Write `status` onto `obj` through `/status`, unless it is what `obj` already has.
+/// `mutex`'s guard; a panic elsewhere while it was held leaves what it guards usable (each
+/// holder leaves it consistent at every step).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Write `status` onto `obj` through `/status` unless it is what `obj` already has; whether
+/// it wrote.
 pub(crate) async fn write_status<K, S>(
     api: &slipway_client::Api<K>,
     obj: &K,
     current: Option<&S>,
     status: S,
-) -> Result<(), Error>
+) -> Result<bool, Error>
 where
     K: kube::Resource<DynamicType = ()>
         + serde::Serialize
@@ -488,7 +470,7 @@ where
 {
     use kube::ResourceExt;
     if current == Some(&status) {
-        return Ok(());
+        return Ok(false);
     }
     api.patch_status_value(
         &obj.name_any(),
@@ -496,7 +478,7 @@ where
         &slipway_client::Patch::Merge(serde_json::json!({"status": status})),
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// A provider delete that found nothing to delete succeeded.
