@@ -38,8 +38,9 @@ pub struct CacheEvent {
     pub key: String,
     /// The new object (for deletions: its last state, with the deletion's resourceVersion).
     pub object: Arc<Value>,
-    /// The object before this change, if it existed.
-    pub prev: Option<Arc<Value>>,
+    /// The object before this change, if it existed: decoded on first use
+    /// ([`CacheEvent::prev`]), since most watchers only need to know there was one.
+    prev: Prev,
     pub revision: Revision,
     /// The event as a watch line of its own type (`{"type":..,"object":..}` and a newline),
     /// serialized once for every watcher; the object's JSON is a slice of it.
@@ -47,6 +48,29 @@ pub struct CacheEvent {
     /// The store's bytes of the object and of its previous version, to keep this event
     /// compact once it is old ([`Slot`]); `None` when the store did not give them.
     stored: Option<Stored>,
+}
+
+/// An event's previous version.
+#[derive(Debug)]
+enum Prev {
+    None,
+    Decoded(Arc<Value>),
+    /// The store's bytes of it and the revision it was written at, decoded once on demand.
+    Stored {
+        bytes: bytes::Bytes,
+        revision: Revision,
+        decoded: std::sync::OnceLock<Option<Arc<Value>>>,
+    },
+}
+
+impl Prev {
+    fn stored(bytes: bytes::Bytes, revision: Revision) -> Self {
+        Prev::Stored {
+            bytes,
+            revision,
+            decoded: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 /// An event's object and previous version as the store has them.
@@ -95,10 +119,8 @@ impl Slot {
                 };
                 let object = codec::decode(&stored.object, *revision).map_err(undecodable)?;
                 let prev = match &stored.prev {
-                    Some((bytes, at)) => {
-                        Some(Arc::new(codec::decode(bytes, *at).map_err(undecodable)?))
-                    }
-                    None => None,
+                    Some((bytes, at)) => Prev::stored(bytes.clone(), *at),
+                    None => Prev::None,
                 };
                 Ok(Arc::new(CacheEvent::new(
                     *kind,
@@ -144,7 +166,7 @@ impl CacheEvent {
         kind: EventKind,
         key: String,
         object: Arc<Value>,
-        prev: Option<Arc<Value>>,
+        prev: Prev,
         revision: Revision,
     ) -> Self {
         Self {
@@ -158,13 +180,40 @@ impl CacheEvent {
         }
     }
 
+    /// Whether the object existed before this change.
+    pub fn has_prev(&self) -> bool {
+        !matches!(self.prev, Prev::None)
+    }
+
+    /// The object before this change, if it existed (decoded on first use; `None` too if its
+    /// stored bytes no longer decode, which is logged).
+    pub fn prev(&self) -> Option<Arc<Value>> {
+        match &self.prev {
+            Prev::None => None,
+            Prev::Decoded(prev) => Some(Arc::clone(prev)),
+            Prev::Stored {
+                bytes,
+                revision,
+                decoded,
+            } => decoded
+                .get_or_init(|| match codec::decode(bytes, *revision) {
+                    Ok(prev) => Some(Arc::new(prev)),
+                    Err(e) => {
+                        tracing::error!(key = self.key, revision, error = %e, "watch cache: a previous version no longer decodes");
+                        None
+                    }
+                })
+                .clone(),
+        }
+    }
+
     /// The type a watcher that sees every object gets this event as.
     pub fn own_type(&self) -> crate::watch::WatchEventType {
         use crate::watch::WatchEventType;
-        match (self.kind, &self.prev) {
-            (EventKind::Deleted, _) => WatchEventType::Deleted,
-            (_, Some(_)) => WatchEventType::Modified,
-            (_, None) => WatchEventType::Added,
+        match self.kind {
+            EventKind::Deleted => WatchEventType::Deleted,
+            _ if self.has_prev() => WatchEventType::Modified,
+            _ => WatchEventType::Added,
         }
     }
 
@@ -189,8 +238,88 @@ impl CacheEvent {
     }
 }
 
+/// An object as the cache keeps it: the store's bytes (a decoded object costs eight to ten
+/// times its JSON, and a fleet's caches hold every object), with the decoded form shared for
+/// as long as anything else holds it (the event that brought it, a reader), and a digest of
+/// what the garbage collector decides by.
+#[derive(Clone)]
+struct Kept {
+    bytes: bytes::Bytes,
+    revision: Revision,
+    decoded: Weak<Value>,
+    ownership: u64,
+    summary: Arc<Ownership>,
+}
+
+/// What the garbage collector and the namespace finalizer decide by, for one object: a pass
+/// reads these instead of decoding every object ([`WatchCache::ownership`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub uid: Box<str>,
+    /// The uids of its `ownerReferences`.
+    pub owners: Box<[Box<str>]>,
+    pub finalizers: Box<[Box<str>]>,
+    /// Whether it has a `deletionTimestamp`.
+    pub deleting: bool,
+}
+
+impl Ownership {
+    fn of(object: &Value) -> Self {
+        let strings = |field: &str, inner: Option<&str>| -> Box<[Box<str>]> {
+            object
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| match inner {
+                            Some(key) => item.get(key).and_then(Value::as_str),
+                            None => item.as_str(),
+                        })
+                        .map(Box::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Self {
+            uid: slipway_apimachinery::meta::uid(object)
+                .unwrap_or_default()
+                .into(),
+            owners: strings("ownerReferences", Some("uid")),
+            finalizers: strings("finalizers", None),
+            deleting: slipway_apimachinery::meta::deletion_timestamp(object).is_some(),
+        }
+    }
+}
+
+impl Kept {
+    fn new(bytes: bytes::Bytes, revision: Revision, object: &Arc<Value>) -> Self {
+        Self {
+            bytes,
+            revision,
+            decoded: Arc::downgrade(object),
+            ownership: ownership_digest(object),
+            summary: Arc::new(Ownership::of(object)),
+        }
+    }
+
+    /// The object: shared if still decoded somewhere, else decoded from its bytes.
+    fn object(&self, key: &str) -> Option<Arc<Value>> {
+        if let Some(object) = self.decoded.upgrade() {
+            return Some(object);
+        }
+        match codec::decode(&self.bytes, self.revision) {
+            Ok(object) => Some(Arc::new(object)),
+            Err(e) => {
+                tracing::error!(key, revision = self.revision, error = %e, "watch cache: a kept object no longer decodes");
+                None
+            }
+        }
+    }
+}
+
 struct State {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Kept>,
     events: VecDeque<Slot>,
     /// Per key, the revision and bytes of its newest compact event in the window.
     latest_compact: HashMap<String, (Revision, bytes::Bytes)>,
@@ -483,27 +612,38 @@ impl WatchCache {
 
     /// The latest object under `key`, if the cache has it.
     pub fn get(&self, key: &str) -> Option<Arc<Value>> {
-        self.read().objects.get(key).cloned()
+        let kept = self.read().objects.get(key).cloned()?;
+        kept.object(key)
     }
 
     /// Every object under `prefix` (key order) and the revision they reflect.
+    /// Decoded outside the cache's lock, so a large list holds up no write.
     pub fn list(&self, prefix: &str) -> (Vec<Arc<Value>>, Revision) {
-        let state = self.read();
-        let items = state
+        let (kept, revision) = {
+            let state = self.read();
+            (Self::under(&state, prefix), self.current(&state))
+        };
+        let items = kept.iter().filter_map(|(k, v)| v.object(k)).collect();
+        (items, revision)
+    }
+
+    /// What the cache keeps under `prefix`, in key order.
+    fn under(state: &State, prefix: &str) -> Vec<(String, Kept)> {
+        state
             .objects
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| Arc::clone(v))
-            .collect();
-        (items, self.current(&state))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
-    /// Every object in the cache with its key (for the garbage collector's scans).
-    pub fn snapshot(&self) -> Vec<(String, Arc<Value>)> {
+    /// Every object's key and what the garbage collector decides by (its scans decode
+    /// nothing; what a pass acts on it reads with [`WatchCache::get`]).
+    pub fn ownership(&self) -> Vec<(String, Arc<Ownership>)> {
         self.read()
             .objects
             .iter()
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .map(|(k, v)| (k.clone(), Arc::clone(&v.summary)))
             .collect()
     }
 
@@ -519,18 +659,20 @@ impl WatchCache {
         let current = self.current(&state);
         match after {
             None => {
-                let backlog = state
-                    .objects
-                    .range(prefix.to_string()..)
-                    .take_while(|(k, _)| k.starts_with(prefix))
-                    .map(|(k, v)| {
-                        Arc::new(CacheEvent::new(
+                // Taken under the lock with the subscription, decoded outside it.
+                let kept = Self::under(&state, prefix);
+                drop(state);
+                let backlog = kept
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        let object = v.object(&k)?;
+                        Some(Arc::new(CacheEvent::new(
                             EventKind::Created,
-                            k.clone(),
-                            Arc::clone(v),
-                            None,
+                            k,
+                            object,
+                            Prev::None,
                             current,
-                        ))
+                        )))
                     })
                     .collect();
                 Ok(Subscription {
@@ -599,11 +741,14 @@ impl WatchCache {
         };
         let prev = match event.kind {
             EventKind::Deleted => state.objects.remove(&key),
-            _ => state.objects.insert(key.clone(), Arc::clone(&object)),
+            _ => state.objects.insert(
+                key.clone(),
+                Kept::new(event.kv.value.clone(), revision, &object),
+            ),
         };
         let ownership_moved = match (event.kind, &prev) {
             (EventKind::Deleted, _) | (_, None) => true,
-            (_, Some(prev)) => !same_ownership(prev, &object),
+            (_, Some(prev)) => prev.ownership != ownership_digest(&object),
         };
         if ownership_moved {
             tracing::trace!(key, revision, "watch cache: ownership epoch moves");
@@ -623,6 +768,13 @@ impl WatchCache {
                 prev: Some((before.value, before.mod_revision)),
             }),
             (Some(_), None) => None,
+        };
+        let prev = match prev {
+            None => Prev::None,
+            Some(kept) => match kept.decoded.upgrade() {
+                Some(decoded) => Prev::Decoded(decoded),
+                None => Prev::stored(kept.bytes, kept.revision),
+            },
         };
         let mut ev = CacheEvent::new(event.kind, key, object, prev, revision);
         ev.stored = stored;
@@ -733,12 +885,7 @@ impl WatchCache {
     }
 
     /// Install a load, unless the shared watch lost its place since it started.
-    fn finish_load(
-        &self,
-        objects: BTreeMap<String, Arc<Value>>,
-        revision: Revision,
-        epoch: u64,
-    ) -> bool {
+    fn finish_load(&self, objects: BTreeMap<String, Kept>, revision: Revision, epoch: u64) -> bool {
         let reached = {
             let mut state = self.write();
             if state.epoch != epoch {
@@ -805,22 +952,29 @@ impl WatchCache {
     }
 }
 
-/// Whether two versions of an object agree on everything the garbage collector and the
-/// namespace finalizer decide by.
-fn same_ownership(a: &Value, b: &Value) -> bool {
-    let (Some(a), Some(b)) = (a.get("metadata"), b.get("metadata")) else {
-        return a.get("metadata").is_none() && b.get("metadata").is_none();
-    };
-    ["ownerReferences", "finalizers", "deletionTimestamp"]
-        .iter()
-        .all(|field| a.get(field) == b.get(field))
+/// A digest of everything the garbage collector and the namespace finalizer decide by: two
+/// versions of an object with the same digest agree on it.
+fn ownership_digest(object: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let meta = object.get("metadata");
+    for field in ["ownerReferences", "finalizers", "deletionTimestamp"] {
+        match meta.and_then(|m| m.get(field)) {
+            // Serialized: the same value gives the same text (maps keep their order).
+            Some(value) => serde_json::to_string(value)
+                .unwrap_or_default()
+                .hash(&mut h),
+            None => 0u8.hash(&mut h),
+        }
+    }
+    h.finish()
 }
 
 /// Every object under `root` at the store's current revision, and that revision.
 async fn load(
     store: &Arc<dyn Store>,
     root: &str,
-) -> Result<(BTreeMap<String, Arc<Value>>, Revision), StoreError> {
+) -> Result<(BTreeMap<String, Kept>, Revision), StoreError> {
     let revision = store.current_revision().await?;
     let mut objects = BTreeMap::new();
     let mut start_after = None;
@@ -836,9 +990,14 @@ async fn load(
             )
             .await?;
         for kv in &page.items {
-            match codec::decode_kept(&kv.value, kv.mod_revision) {
+            // Decoded once, to check it and take its ownership digest; kept as its bytes.
+            match codec::decode(&kv.value, kv.mod_revision) {
                 Ok(obj) => {
-                    objects.insert(kv.key.clone(), Arc::new(obj));
+                    let obj = Arc::new(obj);
+                    objects.insert(
+                        kv.key.clone(),
+                        Kept::new(kv.value.clone(), kv.mod_revision, &obj),
+                    );
                 }
                 Err(e) => {
                     tracing::error!(key = kv.key, error = %e, "watch cache: undecodable object skipped")
@@ -1038,16 +1197,21 @@ mod tests {
         let object =
             Arc::new(serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "v\n\"q\""}}));
         let cases = [
-            (EventKind::Created, None, "ADDED", WatchEventType::Added),
+            (
+                EventKind::Created,
+                Prev::None,
+                "ADDED",
+                WatchEventType::Added,
+            ),
             (
                 EventKind::Updated,
-                Some(Arc::clone(&object)),
+                Prev::Decoded(Arc::clone(&object)),
                 "MODIFIED",
                 WatchEventType::Modified,
             ),
             (
                 EventKind::Deleted,
-                Some(Arc::clone(&object)),
+                Prev::Decoded(Arc::clone(&object)),
                 "DELETED",
                 WatchEventType::Deleted,
             ),
@@ -1117,9 +1281,10 @@ mod tests {
         cache.offer(event("a", 5));
         cache.offer(event("b", 7));
         assert_eq!(cache.revision(), 0, "not ready: reflects nothing yet");
+        let a = Arc::new(serde_json::json!({"metadata": {"name": "a"}}));
         let loaded = BTreeMap::from([(
             format!("{ROOT}core/configmaps/default/a"),
-            Arc::new(serde_json::json!({"metadata": {"name": "a", "resourceVersion": "5"}})),
+            Kept::new(serde_json::to_vec(&*a).expect("encode").into(), 5, &a),
         )]);
         assert!(cache.finish_load(loaded, 5, 0));
         let (items, revision) = cache.list(ROOT);
@@ -1177,6 +1342,58 @@ mod tests {
         cache.offer(event("c", 7));
         drop(ticket);
         assert!(cache.lock_handovers().is_empty());
+    }
+
+    /// The cache keeps its objects as the store's bytes: once nothing else holds an object's
+    /// decoded form (its event left the broadcast ring, readers let go), the cache holds none
+    /// either, and a read decodes it again, the same object; while something holds it, reads
+    /// share it. A previous version is decoded only for whoever asks.
+    #[tokio::test]
+    async fn objects_are_kept_as_bytes_and_decoded_for_readers() {
+        let (_dir, cache) = cache_with(16, 1).await;
+        assert!(cache.finish_load(BTreeMap::new(), 1, 0));
+        let mut live = cache.subscribe(Some(1), ROOT).expect("subscribe").live;
+        let key = format!("{ROOT}core/configmaps/default/a");
+        let strong = |cache: &WatchCache| {
+            cache
+                .read()
+                .objects
+                .get(&key)
+                .map(|k| k.decoded.strong_count())
+                .expect("kept")
+        };
+        cache.offer(event("a", 2));
+        let first = live.recv().await.expect("event");
+        assert!(
+            Arc::ptr_eq(&cache.get(&key).expect("cached"), &first.object),
+            "shared while held"
+        );
+        drop(first);
+        // The next event pushes this one out of the one-event ring.
+        cache.offer(event("b", 3));
+        assert_eq!(strong(&cache), 0, "nothing holds the decoded object");
+        let served = cache.get(&key).expect("cached");
+        assert_eq!(
+            *served,
+            codec::decode(&event("a", 2).kv.value, 2).expect("decode")
+        );
+        assert_eq!(cache.list(ROOT).0.len(), 2);
+
+        // An update: its event knows there was a previous version, and decodes it on demand.
+        let mut update = event("a", 4);
+        update.kind = EventKind::Updated;
+        drop(served);
+        cache.offer(update);
+        let _ = live.recv().await;
+        let ev = live.recv().await.expect("the update");
+        assert!(ev.has_prev());
+        assert_eq!(ev.own_type(), crate::watch::WatchEventType::Modified);
+        let prev = ev.prev().expect("previous version");
+        assert_eq!(prev["metadata"]["resourceVersion"], "2");
+        assert!(
+            Arc::ptr_eq(&prev, &ev.prev().expect("again")),
+            "decoded once"
+        );
     }
 
     /// The ownership epoch moves with creations, deletions and changes of ownerReferences,
@@ -1343,8 +1560,8 @@ mod tests {
             assert_eq!(got.revision, want.revision);
             assert_eq!(*got.object, *want.object, "at {}", want.revision);
             assert_eq!(
-                got.prev.as_deref(),
-                want.prev.as_deref(),
+                got.prev().as_deref(),
+                want.prev().as_deref(),
                 "at {}",
                 want.revision
             );

@@ -81,8 +81,25 @@ async fn run(registry: Weak<Registry>) {
     }
 }
 
-struct Entry {
+/// One object as a pass sees it.
+struct Item {
     def: Arc<ResourceDef>,
+    /// Its key: `<prefix>[<namespace>/]<name>`.
+    key: String,
+    summary: Arc<crate::cache::Ownership>,
+}
+
+impl Item {
+    fn name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or_default()
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        self.def
+            .namespaced
+            .then(|| self.key.rsplit('/').nth(1))
+            .flatten()
+    }
 }
 
 impl Registry {
@@ -93,107 +110,99 @@ impl Registry {
             .cloned()
     }
 
-    /// One level-triggered pass of the garbage collector and the namespace finalizer.
+    /// One level-triggered pass of the garbage collector and the namespace finalizer. It
+    /// decides on what the cache keeps of each object's ownership, and reads the objects it
+    /// acts on.
     pub(crate) async fn collect_once(&self) -> Result<(), slipway_apimachinery::ApiError> {
-        let snapshot = self.cache.snapshot();
-        let mut by_uid: HashMap<String, Entry> = HashMap::new();
-        let mut dependents: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
-        let mut objects = Vec::with_capacity(snapshot.len());
-        for (key, object) in snapshot {
+        let mut by_uid: HashMap<Box<str>, Arc<ResourceDef>> = HashMap::new();
+        let mut dependents: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut objects: Vec<Item> = Vec::new();
+        for (key, summary) in self.cache.ownership() {
             let Some(def) = self.def_for_key(&key) else {
                 continue;
             };
-            if let Some(uid) = meta::uid(&object) {
-                by_uid.insert(
-                    uid.to_string(),
-                    Entry {
-                        def: Arc::clone(&def),
-                    },
-                );
+            if !summary.uid.is_empty() {
+                by_uid.insert(summary.uid.clone(), Arc::clone(&def));
             }
-            for owner in owner_uids(&object) {
+            for owner in &summary.owners {
                 dependents
-                    .entry(owner)
+                    .entry(owner.clone())
                     .or_default()
-                    .push(Arc::clone(&object));
+                    .push(objects.len());
             }
-            objects.push((def, object));
+            objects.push(Item { def, key, summary });
         }
 
-        for (def, object) in &objects {
-            let owners = owner_uids(object);
+        for item in &objects {
+            let owners = &item.summary.owners;
             if owners.is_empty() {
                 continue;
             }
-            let (alive, gone): (Vec<&String>, Vec<&String>) =
+            let (alive, gone): (Vec<&Box<str>>, Vec<&Box<str>>) =
                 owners.iter().partition(|u| by_uid.contains_key(*u));
-            let name = meta::name(object).unwrap_or_default();
-            let ns = meta::namespace(object);
             if alive.is_empty() {
-                if meta::deletion_timestamp(object).is_none() {
+                if !item.summary.deleting {
                     tracing::debug!(
-                        kind = def.kind,
-                        name,
+                        kind = item.def.kind,
+                        name = item.name(),
                         "garbage collecting: every owner is gone"
                     );
                     self.ignore_missing(
-                        self.delete(def, ns, name, &DeleteOptions::default()).await,
+                        self.delete(
+                            &item.def,
+                            item.namespace(),
+                            item.name(),
+                            &DeleteOptions::default(),
+                        )
+                        .await,
                     )?;
                 }
             } else if !gone.is_empty() {
-                let gone: HashSet<&String> = gone.into_iter().collect();
-                self.remove_owner_refs(def, object, |uid| gone.contains(&uid.to_string()))
+                let gone: HashSet<&str> = gone.into_iter().map(|u| &**u).collect();
+                self.remove_owner_refs(item, |uid| gone.contains(uid))
                     .await?;
             }
         }
 
-        for (def, object) in &objects {
-            if meta::deletion_timestamp(object).is_none() {
+        for item in &objects {
+            if !item.summary.deleting || item.summary.uid.is_empty() {
                 continue;
             }
-            let finalizers = meta::finalizers(object);
-            let Some(uid) = meta::uid(object) else {
-                continue;
-            };
-            let deps = dependents.get(uid).map(Vec::as_slice).unwrap_or_default();
-            if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
-                for dep in deps {
-                    if let Some(dep_def) = by_uid
-                        .get(meta::uid(dep).unwrap_or_default())
-                        .map(|e| Arc::clone(&e.def))
-                    {
-                        self.remove_owner_refs(&dep_def, dep, |u| u == uid).await?;
-                    }
+            let uid = &*item.summary.uid;
+            let finalizers = &item.summary.finalizers;
+            let deps: Vec<&Item> = dependents
+                .get(uid)
+                .map(|d| d.iter().map(|i| &objects[*i]).collect())
+                .unwrap_or_default();
+            if finalizers.iter().any(|f| &**f == ORPHAN_FINALIZER) {
+                for dep in &deps {
+                    self.remove_owner_refs(dep, |u| u == uid).await?;
                 }
                 // Release the owner only once no dependent refers to it any more (the next
                 // pass sees the patched dependents).
                 if deps.is_empty() {
-                    self.remove_finalizer(def, object, ORPHAN_FINALIZER).await?;
+                    self.remove_finalizer(item, ORPHAN_FINALIZER).await?;
                 }
-            } else if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
+            } else if finalizers.iter().any(|f| &**f == FOREGROUND_FINALIZER) {
                 if deps.is_empty() {
-                    self.remove_finalizer(def, object, FOREGROUND_FINALIZER)
-                        .await?;
+                    self.remove_finalizer(item, FOREGROUND_FINALIZER).await?;
                 }
                 for dep in deps {
-                    if meta::deletion_timestamp(dep).is_some() {
+                    if dep.summary.deleting {
                         continue;
                     }
-                    if let Some(entry) = by_uid.get(meta::uid(dep).unwrap_or_default()) {
-                        let opts = DeleteOptions {
-                            propagation: Some(Propagation::Foreground),
-                            ..Default::default()
-                        };
-                        let name = meta::name(dep).unwrap_or_default();
-                        self.ignore_missing(
-                            self.delete(&entry.def, meta::namespace(dep), name, &opts)
-                                .await,
-                        )?;
-                    }
+                    let opts = DeleteOptions {
+                        propagation: Some(Propagation::Foreground),
+                        ..Default::default()
+                    };
+                    self.ignore_missing(
+                        self.delete(&dep.def, dep.namespace(), dep.name(), &opts)
+                            .await,
+                    )?;
                 }
             }
-            if def.group.is_empty() && def.plural == "namespaces" {
-                self.empty_namespace(def, object, &objects).await?;
+            if item.def.group.is_empty() && item.def.plural == "namespaces" {
+                self.empty_namespace(item, &objects).await?;
             }
         }
         Ok(())
@@ -201,37 +210,43 @@ impl Registry {
 
     async fn empty_namespace(
         &self,
-        ns_def: &ResourceDef,
-        namespace: &Value,
-        objects: &[(Arc<ResourceDef>, Arc<Value>)],
+        namespace: &Item,
+        objects: &[Item],
     ) -> Result<(), slipway_apimachinery::ApiError> {
-        let ns_name = meta::name(namespace).unwrap_or_default();
+        let ns_name = namespace.name();
         let mut remaining = 0usize;
-        for (def, object) in objects {
-            if !def.namespaced || meta::namespace(object) != Some(ns_name) {
+        for item in objects {
+            if !item.def.namespaced || item.namespace() != Some(ns_name) {
                 continue;
             }
             remaining += 1;
-            if meta::deletion_timestamp(object).is_none() {
-                let name = meta::name(object).unwrap_or_default();
+            if !item.summary.deleting {
                 self.ignore_missing(
-                    self.delete(def, Some(ns_name), name, &DeleteOptions::default())
-                        .await,
+                    self.delete(
+                        &item.def,
+                        Some(ns_name),
+                        item.name(),
+                        &DeleteOptions::default(),
+                    )
+                    .await,
                 )?;
             }
         }
         if remaining == 0 {
-            self.finalize_namespace(ns_def, ns_name).await?;
+            self.finalize_namespace(&namespace.def, ns_name).await?;
         }
         Ok(())
     }
 
     async fn remove_owner_refs(
         &self,
-        def: &ResourceDef,
-        object: &Value,
+        item: &Item,
         drop_uid: impl Fn(&str) -> bool,
     ) -> Result<(), slipway_apimachinery::ApiError> {
+        // Gone since the pass began: its deletion moved the ownership epoch.
+        let Some(object) = self.cache.get(&item.key) else {
+            return Ok(());
+        };
         let refs = object
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
@@ -243,26 +258,28 @@ impl Registry {
             .collect();
         let patch = serde_json::json!({"metadata": {
             "ownerReferences": if kept.is_empty() { Value::Null } else { Value::Array(kept) },
-            "resourceVersion": meta::resource_version(object),
+            "resourceVersion": meta::resource_version(&object),
         }});
-        self.patch_quietly(def, object, patch).await
+        self.patch_quietly(&item.def, &object, patch).await
     }
 
     async fn remove_finalizer(
         &self,
-        def: &ResourceDef,
-        object: &Value,
+        item: &Item,
         finalizer: &str,
     ) -> Result<(), slipway_apimachinery::ApiError> {
-        let kept: Vec<String> = meta::finalizers(object)
+        let Some(object) = self.cache.get(&item.key) else {
+            return Ok(());
+        };
+        let kept: Vec<String> = meta::finalizers(&object)
             .into_iter()
             .filter(|f| f != finalizer)
             .collect();
         let patch = serde_json::json!({"metadata": {
             "finalizers": if kept.is_empty() { Value::Null } else { serde_json::json!(kept) },
-            "resourceVersion": meta::resource_version(object),
+            "resourceVersion": meta::resource_version(&object),
         }});
-        self.patch_quietly(def, object, patch).await
+        self.patch_quietly(&item.def, &object, patch).await
     }
 
     /// A merge patch conditioned on the resourceVersion seen; a conflict or a vanished object
@@ -320,16 +337,4 @@ impl Registry {
             Err(e) => Err(e),
         }
     }
-}
-
-fn owner_uids(object: &Value) -> Vec<String> {
-    object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }

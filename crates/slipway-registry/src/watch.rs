@@ -139,7 +139,12 @@ impl Filter {
             return None;
         }
         let now = self.matches(&ev.object);
-        let before = ev.prev.as_ref().is_some_and(|p| self.matches(p));
+        // A watcher of everything needs only to know there was a previous version; one with
+        // selectors decodes it (once per event, shared) to see whether it matched.
+        let everything = self.labels.is_none() && self.fields.is_none();
+        let prev = if everything { None } else { ev.prev() };
+        let before =
+            ev.has_prev() && (everything || prev.as_deref().is_some_and(|p| self.matches(p)));
         let type_ = match ev.kind {
             EventKind::Deleted if before => WatchEventType::Deleted,
             EventKind::Deleted => return None,
@@ -148,7 +153,7 @@ impl Filter {
             // It no longer matches: for this watcher it is gone, as last seen (kube-apiserver
             // sends the previous state with the new resourceVersion).
             _ if before => {
-                let mut last = ev.prev.as_deref().cloned().unwrap_or_default();
+                let mut last = prev.as_deref().cloned().unwrap_or_default();
                 crate::codec::set_resource_version(&mut last, ev.revision);
                 return Some(WatchEvent {
                     type_: WatchEventType::Deleted,

@@ -363,7 +363,7 @@ impl WorkloadHost {
                 // events stay decoded (each holds two versions of an object, the older
                 // superseded); the rest are the store's bytes.
                 watch_window: 128,
-                watch_decoded: 16,
+                watch_decoded: 2,
                 keys: Keys::for_logical_cluster(name),
                 shared_watch: Some(Arc::clone(&self.shared_watch)),
                 system_namespaces: ["default", "kube-system", "kube-public", "kube-node-lease"]
