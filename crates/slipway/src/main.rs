@@ -3,7 +3,10 @@
 //! the benchmark scenarios.
 
 /// mimalloc: a fleet's watch caches and JSON churn through many small allocations, and glibc's
-/// `free` (`malloc_consolidate`) dominated a converged 1,000-cluster run's CPU.
+/// `free` (`malloc_consolidate`) dominated a converged 1,000-cluster run's CPU. The
+/// `system-allocator` feature leaves it out, for heap profilers that hook the C allocator
+/// (heaptrack; docs/benchmarks.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
