@@ -537,7 +537,7 @@ async fn provider_spec(
         image: format!("slipway-node-{}", machine.spec.version),
         kubelet_version: format!("v{}", machine.spec.version),
         tags: machine_tags,
-        user_data,
+        user_data: user_data.into(),
         private_ip: None,
     })
 }

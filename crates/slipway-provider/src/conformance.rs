@@ -170,7 +170,7 @@ fn machine_spec(at: &Place, subnet: &Subnet, cluster: &str, pool: &str) -> Machi
         image: "slipway-node-1.33.4".to_string(),
         kubelet_version: "v1.33.4".to_string(),
         tags: tags(&[(CLUSTER_TAG, cluster), (POOL_TAG, pool)]),
-        user_data: "#cloud-config\n".to_string(),
+        user_data: "#cloud-config\n".into(),
         private_ip: None,
     }
 }

@@ -284,9 +284,10 @@ pub struct MachineSpec {
     pub kubelet_version: String,
     #[serde(default)]
     pub tags: Tags,
-    /// Opaque bootstrap data (cloud-init, a join token...) handed to the machine.
+    /// Opaque bootstrap data (cloud-init, a join token...) handed to the machine. Shared:
+    /// it is most of a machine's size and never changes, and lists copy machines.
     #[serde(default)]
-    pub user_data: String,
+    pub user_data: std::sync::Arc<str>,
     /// The private address to give the machine, from the platform's IPAM; unset: the subnet
     /// picks one. A provider refuses an address another live machine holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -186,7 +186,7 @@ fn spec(subnet: &Subnet, capacity: CapacityType) -> MachineSpec {
         image: "slipway-node-1.33.4".into(),
         kubelet_version: "v1.33.4".into(),
         tags: tags(&[(CLUSTER_TAG, "team/a")]),
-        user_data: String::new(),
+        user_data: Default::default(),
         private_ip: None,
     }
 }

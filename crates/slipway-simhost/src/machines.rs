@@ -357,7 +357,7 @@ mod tests {
                 image: "slipway-ubuntu-24.04".into(),
                 kubelet_version: "1.33.4".into(),
                 tags: Tags::from([(MACHINE_TAG.to_string(), format!("team/{id}"))]),
-                user_data: String::new(),
+                user_data: Default::default(),
                 private_ip: None,
             },
             status: MachineStatus {

@@ -142,7 +142,7 @@ pub async fn provision(
                 image: format!("slipway-node-{}", req.kubernetes_version),
                 kubelet_version: format!("v{}", req.kubernetes_version.trim_start_matches('v')),
                 tags: tags(c, &[(POOL_TAG, &pool_name), (MACHINE_TAG, &machine_name)]),
-                user_data: bootstrap.to_cloud_config(),
+                user_data: bootstrap.to_cloud_config().into(),
                 private_ip: None,
             },
         )
