@@ -547,8 +547,13 @@ async fn run_components(registry: Arc<Registry>) {
         }
         let mut changes = futures::stream::select_all(streams);
         let mut timers = true;
+        // The objects the last pass read and wrote, held while the next one lists: the watch
+        // cache keeps objects as bytes and shares a decoded one only while something holds
+        // it, so a burst of passes decodes each object once instead of once per pass. Let go
+        // once idle, so that a settled cluster holds nothing decoded.
+        let mut held = Vec::new();
         loop {
-            let progressed = match pass(&registry).await {
+            let progressed = match pass(&registry, &mut held).await {
                 Ok(p) => {
                     timers = p.timers;
                     p.writes > 0
@@ -565,6 +570,7 @@ async fn run_components(registry: Arc<Registry>) {
                 continue;
             }
             // Idle: wait for a change, or for time to pass when that matters.
+            held = Vec::new();
             match tokio::time::timeout(idle_wait(timers), changes.next()).await {
                 Ok(Some(_)) => {
                     while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
@@ -576,8 +582,10 @@ async fn run_components(registry: Arc<Registry>) {
     }
 }
 
-/// One pass of every in-cluster component; returns how many writes succeeded.
-async fn pass(registry: &Registry) -> Result<Pass, ApiError> {
+/// One pass of every in-cluster component; returns how many writes succeeded. `held` has the
+/// objects the previous pass read and wrote, kept until this one has listed (so that the
+/// lists share them instead of decoding them again), and gets this pass's.
+async fn pass(registry: &Registry, held: &mut Vec<Arc<Value>>) -> Result<Pass, ApiError> {
     let nodes = def(registry, "", "v1", "nodes")?;
     let pods = def(registry, "", "v1", "pods")?;
     let rss = def(registry, "apps", "v1", "replicasets")?;
@@ -598,6 +606,14 @@ async fn pass(registry: &Registry) -> Result<Pass, ApiError> {
         now: k8s_openapi::jiff::Timestamp::now(),
     };
     let (writes, timers) = workloads::reconcile_with_timers(&snapshot);
+    *held = [
+        snapshot.nodes,
+        snapshot.pods,
+        snapshot.replica_sets,
+        snapshot.deployments,
+        snapshot.pdbs,
+    ]
+    .concat();
     let kind_def = |k: Kind| match k {
         Kind::Pod => Arc::clone(&pods),
         Kind::ReplicaSet => Arc::clone(&rss),
@@ -606,7 +622,7 @@ async fn pass(registry: &Registry) -> Result<Pass, ApiError> {
     };
     // Writes of a pass touch different objects (a second write to one object conflicts and is
     // redone next pass), so they go concurrently: the store commits them in shared batches.
-    let results: Vec<Result<(), ApiError>> = futures::stream::iter(writes)
+    let results: Vec<Result<Option<Arc<Value>>, ApiError>> = futures::stream::iter(writes)
         .map(|w| {
             let kind_def = &kind_def;
             async move {
@@ -618,12 +634,16 @@ async fn pass(registry: &Registry) -> Result<Pass, ApiError> {
                     } => registry
                         .create(&kind_def(kind), Some(&namespace), object, &write_options())
                         .await
-                        .map(|_| ()),
+                        .map(|w| Some(w.object)),
                     Write::Update { kind, object } => {
-                        update(registry, &kind_def(kind), object, Subresource::Main).await
+                        update(registry, &kind_def(kind), object, Subresource::Main)
+                            .await
+                            .map(Some)
                     }
                     Write::UpdateStatus { kind, object } => {
-                        update(registry, &kind_def(kind), object, Subresource::Status).await
+                        update(registry, &kind_def(kind), object, Subresource::Status)
+                            .await
+                            .map(Some)
                     }
                     Write::Delete {
                         kind,
@@ -641,7 +661,7 @@ async fn pass(registry: &Registry) -> Result<Pass, ApiError> {
                             },
                         )
                         .await
-                        .map(|_| ()),
+                        .map(|_| None),
                 }
             }
         })
@@ -651,7 +671,10 @@ async fn pass(registry: &Registry) -> Result<Pass, ApiError> {
     let mut done = 0;
     for result in results {
         match result {
-            Ok(()) => done += 1,
+            Ok(written) => {
+                done += 1;
+                held.extend(written);
+            }
             // Someone else changed it first: the next pass sees the new state.
             Err(e) if matches!(e.code, 404 | 409) => {}
             Err(e) => {
@@ -689,7 +712,7 @@ async fn update(
     d: &slipway_apimachinery::ResourceDef,
     object: Value,
     sub: Subresource,
-) -> Result<(), ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -698,5 +721,5 @@ async fn update(
     registry
         .update(d, ns.as_deref(), &name, object, sub, &write_options())
         .await
-        .map(|_| ())
+        .map(|w| w.object)
 }
