@@ -358,11 +358,13 @@ impl WorkloadHost {
             RegistryConfig {
                 // One compaction loop serves the whole shared store.
                 compaction_interval: None,
-                // A short window: thousands of clusters share the memory. A watcher further
-                // behind relists (410), as it would after a compaction. Only its newest
-                // events stay decoded (each holds two versions of an object, the older
-                // superseded); the rest are the store's bytes.
-                watch_window: 128,
+                // A short window: thousands of clusters share the memory, and a window is
+                // mostly superseded versions of busy objects (node and pod statuses). A
+                // watcher further behind relists (410), as it would after a compaction: a
+                // cluster's few dozen objects. Only its newest events stay decoded (each
+                // holds two versions of an object, the older superseded); the rest are the
+                // store's bytes.
+                watch_window: 32,
                 watch_decoded: 2,
                 keys: Keys::for_logical_cluster(name),
                 shared_watch: Some(Arc::clone(&self.shared_watch)),
