@@ -5,8 +5,7 @@
 //! from a periodic resync of every cached primary object. They go through a [`WorkQueue`],
 //! so a key is reconciled by at most one worker at a time, changes that arrive meanwhile
 //! cause exactly one more run, failures back off per key, and `Action::requeue` schedules
-//! the next run (a successful reconcile's action replaces any run an earlier one scheduled:
-//! it saw the latest state). The reconcile function gets the cached object; objects no longer in the
+//! the next run. The reconcile function gets the cached object; objects no longer in the
 //! cache are not reconciled (use finalizers for clean-up).
 
 use std::future::Future;
@@ -389,10 +388,6 @@ where
         let (action, outcome) = match result {
             Ok(action) => {
                 self.queue.forget(key);
-                // The reconcile saw the latest state and said when to look again: a look
-                // an earlier reconcile scheduled is superseded (else a Cluster rechecked
-                // while it was not Ready is looked at once more after it turned Ready).
-                self.queue.cancel_after(key);
                 let outcome = if action.requeue_after().is_some() {
                     "requeue"
                 } else {

@@ -166,12 +166,6 @@ impl<T: Hash + Eq + Clone + Send + 'static> WorkQueue<T> {
         });
     }
 
-    /// Drop `key`'s pending delayed add, if any (a reconcile just decided anew when to look
-    /// at it again).
-    pub fn cancel_after(&self, key: &T) {
-        self.lock().waiting.remove(key);
-    }
-
     /// Queue `key` after its backoff, and count a failure for it.
     pub fn add_rate_limited(&self, key: T) -> Duration {
         let delay = {
@@ -344,19 +338,6 @@ mod tests {
         // The superseded deadlines do not fire again.
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert!(q.is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_cancelled_delayed_add_never_fires_and_a_later_one_does() {
-        let q = queue();
-        q.add_after("a", Duration::from_secs(3));
-        q.cancel_after(&"a");
-        tokio::time::sleep(Duration::from_secs(20)).await;
-        assert!(q.is_empty(), "the cancelled add fired");
-        let start = Instant::now();
-        q.add_after("a", Duration::from_secs(4));
-        assert_eq!(next(&q).await, "a");
-        assert_eq!(start.elapsed(), Duration::from_secs(4));
     }
 
     #[tokio::test(start_paused = true)]

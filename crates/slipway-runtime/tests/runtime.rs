@@ -430,61 +430,6 @@ async fn errors_back_off_then_succeed_and_metrics_count_them() {
         .expect("join");
 }
 
-/// Asks to be looked at again in a second until the object is labelled `done`.
-async fn requeue_until_done(obj: Arc<ConfigMap>, ctx: Arc<Recorder>) -> Result<Action, String> {
-    record(Arc::clone(&obj), ctx).await?;
-    let done = obj
-        .metadata
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.contains_key("done"));
-    Ok(if done {
-        Action::await_change()
-    } else {
-        Action::requeue(Duration::from_secs(1))
-    })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reconcile_replaces_the_requeue_an_earlier_one_scheduled() {
-    let f = in_process().await;
-    let api = Api::<ConfigMap>::namespaced(Arc::clone(&f.client), "default");
-    api.create(&PostParams::default(), &cm("late", &[]))
-        .await
-        .expect("create");
-    let (ctx, mut seen) = Recorder::new(0);
-    let controller = Controller::new("late", api.clone(), InformerConfig::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(controller.run(
-        requeue_until_done,
-        |_, _, _| Action::backoff(),
-        Arc::clone(&ctx),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let key = ObjectKey::namespaced("default", "late");
-    assert_eq!(next_key(&mut seen).await, key);
-    // The change is reconciled well within the second the first reconcile asked for.
-    api.replace(
-        "late",
-        &PostParams::default(),
-        &cm("late", &[("done", "yes")]),
-    )
-    .await
-    .expect("replace");
-    assert_eq!(next_key(&mut seen).await, key);
-    assert_eq!(ctx.count(&key), 2);
-    // The second reconcile said to wait for a change: the first one's requeue never fires.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(ctx.count(&key), 2, "a superseded requeue fired");
-    let _ = stop_tx.send(());
-    tokio::time::timeout(TIMEOUT, run)
-        .await
-        .expect("controller stops")
-        .expect("join");
-}
-
 fn lease_config(identity: &str) -> LeaseConfig {
     LeaseConfig {
         lease_duration: Duration::from_secs(1),
