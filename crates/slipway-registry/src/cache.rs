@@ -240,14 +240,13 @@ impl CacheEvent {
 
 /// An object as the cache keeps it: the store's bytes (a decoded object costs eight to ten
 /// times its JSON, and a fleet's caches hold every object), with the decoded form shared for
-/// as long as anything else holds it (the event that brought it, a reader), and a digest of
+/// as long as anything else holds it (the event that brought it, a reader), and a summary of
 /// what the garbage collector decides by.
 #[derive(Clone)]
 struct Kept {
     bytes: bytes::Bytes,
     revision: Revision,
     decoded: Weak<Value>,
-    ownership: u64,
     summary: Arc<Ownership>,
 }
 
@@ -267,7 +266,8 @@ impl Ownership {
     fn of(object: &Value) -> Self {
         let strings = |field: &str, inner: Option<&str>| -> Box<[Box<str>]> {
             object
-                .pointer(&format!("/metadata/{field}"))
+                .get("metadata")
+                .and_then(|meta| meta.get(field))
                 .and_then(Value::as_array)
                 .map(|items| {
                     items
@@ -298,7 +298,6 @@ impl Kept {
             bytes,
             revision,
             decoded: Arc::downgrade(object),
-            ownership: ownership_digest(object),
             summary: Arc::new(Ownership::of(object)),
         }
     }
@@ -508,8 +507,8 @@ impl WatchCache {
     }
 
     /// A counter that moves with every change that can matter to ownership and deletion: a
-    /// creation, a deletion, a change of an object's `ownerReferences`, `finalizers` or
-    /// `deletionTimestamp`, and every (re)load. Status writes, label changes and the like
+    /// creation, a deletion, a change of an object's [`Ownership`] (its owners' uids, its
+    /// `finalizers`, whether it has a `deletionTimestamp`), and every (re)load. Status writes, label changes and the like
     /// leave it alone, so the garbage collector can skip a pass when it has not moved.
     pub fn ownership_epoch(&self) -> u64 {
         self.read().ownership
@@ -739,16 +738,15 @@ impl WatchCache {
                 return;
             }
         };
-        let prev = match event.kind {
-            EventKind::Deleted => state.objects.remove(&key),
-            _ => state.objects.insert(
-                key.clone(),
-                Kept::new(event.kv.value.clone(), revision, &object),
-            ),
-        };
-        let ownership_moved = match (event.kind, &prev) {
-            (EventKind::Deleted, _) | (_, None) => true,
-            (_, Some(prev)) => prev.ownership != ownership_digest(&object),
+        let (prev, ownership_moved) = match event.kind {
+            EventKind::Deleted => (state.objects.remove(&key), true),
+            _ => {
+                let kept = Kept::new(event.kv.value.clone(), revision, &object);
+                let summary = Arc::clone(&kept.summary);
+                let prev = state.objects.insert(key.clone(), kept);
+                let moved = prev.as_ref().is_none_or(|p| p.summary != summary);
+                (prev, moved)
+            }
         };
         if ownership_moved {
             tracing::trace!(key, revision, "watch cache: ownership epoch moves");
@@ -950,24 +948,6 @@ impl WatchCache {
             }
         }
     }
-}
-
-/// A digest of everything the garbage collector and the namespace finalizer decide by: two
-/// versions of an object with the same digest agree on it.
-fn ownership_digest(object: &Value) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let meta = object.get("metadata");
-    for field in ["ownerReferences", "finalizers", "deletionTimestamp"] {
-        match meta.and_then(|m| m.get(field)) {
-            // Serialized: the same value gives the same text (maps keep their order).
-            Some(value) => serde_json::to_string(value)
-                .unwrap_or_default()
-                .hash(&mut h),
-            None => 0u8.hash(&mut h),
-        }
-    }
-    h.finish()
 }
 
 /// Every object under `root` at the store's current revision, and that revision.
