@@ -135,6 +135,19 @@ struct State {
     subnet_tags: TagIndex,
     lb_tags: TagIndex,
     machine_tags: TagIndex,
+    /// Network id by `(region, name)`: a create finds its network again without a scan.
+    network_names: HashMap<(String, String), String>,
+    /// Subnet ids by network id.
+    network_subnets: HashMap<String, BTreeSet<String>>,
+    /// Load balancer id by `(region, name)`.
+    lb_names: HashMap<(String, String), String>,
+    /// Addresses held by load balancers.
+    lb_addresses: BTreeSet<Ipv4Addr>,
+    /// Machine changes announced so far.
+    changes: u64,
+    /// Per value of the cluster tag, the number of the last change to a machine carrying it;
+    /// forgotten with the last such machine.
+    cluster_changes: HashMap<String, u64>,
     /// Addresses the platform chose (`MachineSpec::private_ip`) held by machines that are not
     /// terminated, with the machine holding each.
     static_ips: HashMap<Ipv4Addr, String>,
@@ -161,6 +174,100 @@ struct State {
 }
 
 impl State {
+    /// Tell subscribers about a change of a machine (after its record changed).
+    fn announce(&mut self, ev: MachineEvent) {
+        self.changes += 1;
+        if let Some(cluster) = ev.machine.spec.tags.get(CLUSTER_TAG) {
+            if self.machine_tags.has(CLUSTER_TAG, cluster) {
+                self.cluster_changes.insert(cluster.clone(), self.changes);
+            } else {
+                self.cluster_changes.remove(cluster);
+            }
+        }
+        let _ = self.events.send(ev);
+    }
+
+    fn add_network(&mut self, n: Network) {
+        self.network_tags.add(&n.spec.tags, &n.id);
+        self.network_names
+            .insert((n.spec.region.clone(), n.spec.name.clone()), n.id.clone());
+        self.networks.insert(n.id.clone(), n);
+    }
+
+    fn remove_network(&mut self, id: &str) {
+        if let Some(n) = self.networks.remove(id) {
+            self.network_tags.remove(&n.spec.tags, id);
+            self.network_names.remove(&(n.spec.region, n.spec.name));
+        }
+    }
+
+    fn add_subnet(&mut self, s: SubnetState) {
+        let id = s.stored.id.clone();
+        self.subnet_tags.add(&s.stored.spec.tags, &id);
+        self.network_subnets
+            .entry(s.stored.spec.network_id.clone())
+            .or_default()
+            .insert(id.clone());
+        self.subnets.insert(id, s);
+    }
+
+    fn remove_subnet(&mut self, id: &str) {
+        if let Some(s) = self.subnets.remove(id) {
+            self.subnet_tags.remove(&s.stored.spec.tags, id);
+            let network = &s.stored.spec.network_id;
+            if let Some(ids) = self.network_subnets.get_mut(network) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.network_subnets.remove(network);
+                }
+            }
+        }
+    }
+
+    /// The subnets of network `id`.
+    fn subnets_of<'a>(&'a self, network: &str) -> impl Iterator<Item = &'a SubnetState> + 'a {
+        self.network_subnets
+            .get(network)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.subnets.get(id))
+    }
+
+    fn add_lb(&mut self, lb: LoadBalancer) {
+        self.lb_tags.add(&lb.spec.tags, &lb.id);
+        self.lb_names.insert(
+            (lb.spec.region.clone(), lb.spec.name.clone()),
+            lb.id.clone(),
+        );
+        self.lb_addresses.insert(lb.address);
+        self.lbs.insert(lb.id.clone(), lb);
+    }
+
+    fn remove_lb(&mut self, id: &str) -> Option<LoadBalancer> {
+        let lb = self.lbs.remove(id)?;
+        self.lb_tags.remove(&lb.spec.tags, id);
+        self.lb_names
+            .remove(&(lb.spec.region.clone(), lb.spec.name.clone()));
+        self.lb_addresses.remove(&lb.address);
+        Some(lb)
+    }
+
+    /// The lowest load balancer address no load balancer holds.
+    fn free_lb_address(&self) -> Option<Ipv4Addr> {
+        // The held addresses in order: the first one out of step is after a gap.
+        let mut next = LB_BASE;
+        for held in &self.lb_addresses {
+            let held = u32::from(*held);
+            if held > next {
+                break;
+            }
+            if held == next {
+                next += 1;
+            }
+        }
+        (next < LB_BASE + LB_RANGE).then(|| Ipv4Addr::from(next))
+    }
+
     /// Counts a machine that is not terminated against quota and capacity (`add`), or stops
     /// counting it.
     fn account(&mut self, spec: &MachineSpec, add: bool) {
@@ -324,6 +431,12 @@ impl SimCloud {
             subnet_tags: TagIndex::default(),
             lb_tags: TagIndex::default(),
             machine_tags: TagIndex::default(),
+            network_names: HashMap::new(),
+            network_subnets: HashMap::new(),
+            lb_names: HashMap::new(),
+            lb_addresses: BTreeSet::new(),
+            changes: 0,
+            cluster_changes: HashMap::new(),
             static_ips: HashMap::new(),
             keys: HashMap::new(),
             rng,
@@ -350,25 +463,22 @@ impl SimCloud {
                 state.faults = serde_json::from_slice(&kv.value).map_err(corrupt)?;
             } else if rest.starts_with("networks/") {
                 let n: Network = serde_json::from_slice(&kv.value).map_err(corrupt)?;
-                state.network_tags.add(&n.spec.tags, &n.id);
-                state.networks.insert(n.id.clone(), n);
+                state.add_network(n);
             } else if rest.starts_with("subnets/") {
                 let s: StoredSubnet = serde_json::from_slice(&kv.value).map_err(corrupt)?;
-                state.subnet_tags.add(&s.spec.tags, &s.id);
-                state.subnets.insert(
-                    s.id.clone(),
-                    SubnetState {
-                        stored: s,
-                        allocated: BTreeSet::new(),
-                    },
-                );
+                state.add_subnet(SubnetState {
+                    stored: s,
+                    allocated: BTreeSet::new(),
+                });
             } else if rest.starts_with("lbs/") {
                 let lb: LoadBalancer = serde_json::from_slice(&kv.value).map_err(corrupt)?;
-                state.lb_tags.add(&lb.spec.tags, &lb.id);
-                state.lbs.insert(lb.id.clone(), lb);
+                state.add_lb(lb);
             } else if rest.starts_with("machines/") {
                 let m: MachineRecord = serde_json::from_slice(&kv.value).map_err(corrupt)?;
                 state.machine_tags.add(&m.machine.spec.tags, &m.machine.id);
+                if let Some(cluster) = m.machine.spec.tags.get(CLUSTER_TAG) {
+                    state.cluster_changes.insert(cluster.clone(), 0);
+                }
                 state.machines.insert(m.machine.id.clone(), m);
             } else {
                 tracing::warn!(key = %kv.key, "sim cloud: ignoring an unknown key");
@@ -508,6 +618,14 @@ impl SimCloud {
     /// Every value tag `tag` has among the machines the cloud remembers.
     pub fn tag_values(&self, tag: &str) -> std::collections::BTreeSet<String> {
         self.lock().machine_tags.values(tag)
+    }
+
+    /// A number that moves with every change of a machine tagged `CLUSTER_TAG=cluster` (its
+    /// creation, phase changes, updates and purge): equal numbers mean the same machines.
+    /// `None` when the cloud remembers no such machine. It lets a follower of the events tell
+    /// which clusters changed even after it missed some.
+    pub fn cluster_revision(&self, cluster: &str) -> Option<u64> {
+        self.lock().cluster_changes.get(cluster).copied()
     }
 
     /// Whether the cloud remembers machine `id`.
@@ -938,7 +1056,7 @@ fn purge(st: &mut State, id: &str) {
         st.keys.remove(&rec.machine.idempotency_key);
     }
     st.dirty.insert(machine_key(id));
-    let _ = st.events.send(MachineEvent {
+    st.announce(MachineEvent {
         kind: MachineEventKind::Deleted,
         machine: rec.machine,
     });
@@ -991,7 +1109,7 @@ fn set_phase(
     st.machines.insert(id.to_string(), rec);
     st.dirty.insert(machine_key(id));
     tracing::debug!(machine = %id, ?from, to = ?phase, "sim cloud: machine phase");
-    let _ = st.events.send(MachineEvent {
+    st.announce(MachineEvent {
         kind: MachineEventKind::PhaseChanged { from },
         machine,
     });
@@ -1072,9 +1190,9 @@ impl Provider for SimCloud {
         }
         self.mutate(|st, _| {
             if let Some(existing) = st
-                .networks
-                .values()
-                .find(|n| n.spec.region == spec.region && n.spec.name == spec.name)
+                .network_names
+                .get(&(spec.region.clone(), spec.name.clone()))
+                .and_then(|id| st.networks.get(id))
             {
                 if existing.spec.cidr != spec.cidr.trunc() {
                     return Err(ProviderError::invalid(
@@ -1096,8 +1214,7 @@ impl Provider for SimCloud {
                 created_at: Timestamp::now(),
             };
             st.dirty.insert(network_key(&n.id));
-            st.network_tags.add(&n.spec.tags, &n.id);
-            st.networks.insert(n.id.clone(), n.clone());
+            st.add_network(n.clone());
             Ok(n)
         })
         .await
@@ -1130,16 +1247,14 @@ impl Provider for SimCloud {
             if !st.networks.contains_key(id) {
                 return Err(ProviderError::not_found(ResourceKind::Network, id));
             }
-            if let Some(s) = st.subnets.values().find(|s| s.stored.spec.network_id == id) {
+            if let Some(s) = st.subnets_of(id).next() {
                 return Err(ProviderError::InUse {
                     kind: ResourceKind::Network,
                     id: id.to_string(),
                     reason: format!("subnet {} is in it", s.stored.id),
                 });
             }
-            if let Some(n) = st.networks.remove(id) {
-                st.network_tags.remove(&n.spec.tags, id);
-            }
+            st.remove_network(id);
             st.dirty.insert(network_key(id));
             Ok(())
         })
@@ -1177,9 +1292,10 @@ impl Provider for SimCloud {
                 Some(_) => {}
             }
             let cidr = spec.cidr.trunc();
-            if let Some(existing) = st.subnets.values().find(|s| {
-                s.stored.spec.network_id == spec.network_id && s.stored.spec.name == spec.name
-            }) {
+            if let Some(existing) = st
+                .subnets_of(&spec.network_id)
+                .find(|s| s.stored.spec.name == spec.name)
+            {
                 if existing.stored.spec.cidr != cidr || existing.stored.spec.zone != spec.zone {
                     return Err(ProviderError::invalid(
                         "spec",
@@ -1197,10 +1313,10 @@ impl Provider for SimCloud {
                     format!("{cidr} is not inside the network's {}", network.spec.cidr),
                 ));
             }
-            if let Some(other) = st.subnets.values().find(|s| {
-                s.stored.spec.network_id == spec.network_id
-                    && cidrs_overlap(s.stored.spec.cidr, cidr)
-            }) {
+            if let Some(other) = st
+                .subnets_of(&spec.network_id)
+                .find(|s| cidrs_overlap(s.stored.spec.cidr, cidr))
+            {
                 return Err(ProviderError::invalid(
                     "spec.cidr",
                     format!(
@@ -1219,8 +1335,7 @@ impl Provider for SimCloud {
             };
             let view = s.view();
             st.dirty.insert(subnet_key(&view.id));
-            st.subnet_tags.add(&view.spec.tags, &view.id);
-            st.subnets.insert(view.id.clone(), s);
+            st.add_subnet(s);
             Ok(view)
         })
         .await
@@ -1273,9 +1388,7 @@ impl Provider for SimCloud {
                     reason: format!("load balancer {} uses it", lb.id),
                 });
             }
-            if let Some(s) = st.subnets.remove(id) {
-                st.subnet_tags.remove(&s.stored.spec.tags, id);
-            }
+            st.remove_subnet(id);
             st.dirty.insert(subnet_key(id));
             Ok(())
         })
@@ -1293,9 +1406,9 @@ impl Provider for SimCloud {
         }
         self.mutate(|st, _| {
             if let Some(existing) = st
-                .lbs
-                .values()
-                .find(|lb| lb.spec.region == spec.region && lb.spec.name == spec.name)
+                .lb_names
+                .get(&(spec.region.clone(), spec.name.clone()))
+                .and_then(|id| st.lbs.get(id))
             {
                 if existing.spec != spec {
                     return Err(ProviderError::invalid(
@@ -1327,16 +1440,12 @@ impl Provider for SimCloud {
                     ));
                 }
             }
-            let used: BTreeSet<Ipv4Addr> = st.lbs.values().map(|lb| lb.address).collect();
-            let Some(address) = (0..LB_RANGE)
-                .map(|i| Ipv4Addr::from(LB_BASE + i))
-                .find(|a| !used.contains(a))
-            else {
+            let Some(address) = st.free_lb_address() else {
                 return Err(ProviderError::QuotaExceeded {
                     quota: "load-balancers".into(),
                     scope: "cloud".into(),
                     limit: u64::from(LB_RANGE),
-                    in_use: used.len() as u64,
+                    in_use: st.lb_addresses.len() as u64,
                     requested: 1,
                 });
             };
@@ -1356,8 +1465,7 @@ impl Provider for SimCloud {
                 ca_pem: None,
             };
             st.dirty.insert(lb_key(&lb.id));
-            st.lb_tags.add(&lb.spec.tags, &lb.id);
-            st.lbs.insert(lb.id.clone(), lb.clone());
+            st.add_lb(lb.clone());
             Ok(lb)
         })
         .await
@@ -1388,10 +1496,9 @@ impl Provider for SimCloud {
     async fn delete_load_balancer(&self, id: &str) -> Result<()> {
         self.admit()?;
         self.mutate(|st, _| {
-            let Some(lb) = st.lbs.remove(id) else {
+            if st.remove_lb(id).is_none() {
                 return Err(ProviderError::not_found(ResourceKind::LoadBalancer, id));
-            };
-            st.lb_tags.remove(&lb.spec.tags, id);
+            }
             st.dirty.insert(lb_key(id));
             Ok(())
         })
@@ -1519,7 +1626,7 @@ impl Provider for SimCloud {
             st.machines.insert(id.clone(), rec);
             st.keys.insert(idempotency_key.to_string(), id.clone());
             st.dirty.insert(machine_key(&id));
-            let _ = st.events.send(MachineEvent {
+            st.announce(MachineEvent {
                 kind: MachineEventKind::Created,
                 machine: machine.clone(),
             });
@@ -1609,7 +1716,7 @@ impl Provider for SimCloud {
             }
             let machine = rec.machine.clone();
             st.dirty.insert(machine_key(id));
-            let _ = st.events.send(MachineEvent {
+            st.announce(MachineEvent {
                 kind: MachineEventKind::Updated,
                 machine: machine.clone(),
             });

@@ -38,6 +38,11 @@ impl TagIndex {
         }
     }
 
+    /// Whether some resource carries tag `key=value`.
+    pub(crate) fn has(&self, key: &str, value: &str) -> bool {
+        self.ids.contains_key(&(key.to_string(), value.to_string()))
+    }
+
     /// Every value of tag `key` some resource carries.
     pub(crate) fn values(&self, key: &str) -> BTreeSet<String> {
         self.ids

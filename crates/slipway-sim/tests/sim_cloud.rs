@@ -699,6 +699,78 @@ async fn a_second_process_cannot_open_the_same_cloud() {
     again.shutdown().await;
 }
 
+/// Networks, subnets and load balancers are found by name again after a restart (a create
+/// returns the one that exists, a clashing subnet is still refused), and the address of a
+/// deleted load balancer is the next one handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_resources_and_load_balancer_addresses_survive_a_restart() {
+    use slipway_provider::{LoadBalancerScheme, LoadBalancerSpec};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lb_spec = |name: &str, subnet: &Subnet| LoadBalancerSpec {
+        name: name.into(),
+        region: "eu-west-1".into(),
+        scheme: LoadBalancerScheme::Internal,
+        port: 6443,
+        subnet_ids: vec![subnet.id.clone()],
+        tags: Tags::new(),
+    };
+    let (subnet, lbs) = {
+        let cloud = open_instant(dir.path()).await;
+        let p: &dyn Provider = cloud.as_ref();
+        let subnet = subnet_in(p, "eu-west-1a", "10.0.1.0/24").await;
+        let mut lbs = Vec::new();
+        for name in ["a", "b", "c"] {
+            lbs.push(
+                p.create_load_balancer(lb_spec(name, &subnet))
+                    .await
+                    .expect("lb"),
+            );
+        }
+        let addresses: BTreeSet<_> = lbs.iter().map(|lb| lb.address).collect();
+        assert_eq!(addresses.len(), 3, "distinct addresses: {lbs:?}");
+        cloud.shutdown().await;
+        (subnet, lbs)
+    };
+    let cloud = open_instant(dir.path()).await;
+    let p: &dyn Provider = cloud.as_ref();
+    assert_eq!(subnet_in(p, "eu-west-1a", "10.0.1.0/24").await, subnet);
+    let clash = p
+        .create_subnet(SubnetSpec {
+            name: "other".into(),
+            network_id: subnet.spec.network_id.clone(),
+            zone: "eu-west-1a".into(),
+            cidr: "10.0.1.128/25".parse().expect("cidr"),
+            tags: Tags::new(),
+        })
+        .await;
+    assert!(
+        matches!(clash, Err(ProviderError::InvalidRequest { .. })),
+        "an overlapping subnet after a restart: {clash:?}"
+    );
+    assert_eq!(
+        p.create_load_balancer(lb_spec("b", &subnet))
+            .await
+            .expect("b again")
+            .id,
+        lbs[1].id
+    );
+    p.delete_load_balancer(&lbs[1].id).await.expect("delete b");
+    let d = p
+        .create_load_balancer(lb_spec("d", &subnet))
+        .await
+        .expect("d");
+    assert_eq!(d.address, lbs[1].address, "the freed address is reused");
+    let e = p
+        .create_load_balancer(lb_spec("e", &subnet))
+        .await
+        .expect("e");
+    assert!(
+        lbs.iter().chain([&d]).all(|lb| lb.address != e.address),
+        "a fresh address for e"
+    );
+    cloud.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // accounting, HTTP statuses, many machines
 
