@@ -101,6 +101,13 @@ impl Slot {
         }
     }
 
+    fn key(&self) -> &str {
+        match self {
+            Slot::Decoded(ev) => &ev.key,
+            Slot::Compact { key, .. } => key,
+        }
+    }
+
     /// The event, decoded again if it was compacted.
     fn event(&self) -> Result<Arc<CacheEvent>, ApiError> {
         match self {
@@ -681,7 +688,7 @@ impl WatchCache {
                 })
             }
             Some(after) => {
-                let backlog = Self::replay(&state, after)?;
+                let backlog = Self::replay(&state, after, prefix)?;
                 Ok(Subscription {
                     backlog,
                     live,
@@ -691,17 +698,29 @@ impl WatchCache {
         }
     }
 
-    /// Resubscribe a watcher that lagged behind the broadcast, from its position.
-    pub fn resubscribe(&self, position: Revision) -> Result<Subscription, ApiError> {
-        self.subscribe(Some(position), "")
+    /// Resubscribe a watcher of the objects under `prefix` that lagged behind the broadcast,
+    /// from its position.
+    pub fn resubscribe(&self, position: Revision, prefix: &str) -> Result<Subscription, ApiError> {
+        self.subscribe(Some(position), prefix)
     }
 
-    fn replay(state: &State, after: Revision) -> Result<Vec<Arc<CacheEvent>>, ApiError> {
+    /// The window's events after `after` under `prefix`. Only those are decoded: a watcher of
+    /// one kind that catches up after a burst of writes to others decodes none of them.
+    fn replay(
+        state: &State,
+        after: Revision,
+        prefix: &str,
+    ) -> Result<Vec<Arc<CacheEvent>>, ApiError> {
         if after < state.oldest {
             return Err(too_old(after, state.oldest));
         }
         let start = state.events.partition_point(|e| e.revision() <= after);
-        state.events.range(start..).map(Slot::event).collect()
+        state
+            .events
+            .range(start..)
+            .filter(|slot| slot.key().starts_with(prefix))
+            .map(Slot::event)
+            .collect()
     }
 
     /// Forget events at or before `revision` (after a store compaction).
@@ -1041,10 +1060,19 @@ impl SharedWatch {
     }
 
     fn register(&self, root: &str, cache: &Arc<WatchCache>) -> Result<(), StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
         let mut caches = self.inner.write();
-        let nested = caches.keys().any(|other| {
-            other != root && (other.starts_with(root) || root.starts_with(other.as_str()))
-        });
+        // No two registered roots nest, so a root nesting with `root` is next to it in order:
+        // an enclosing one is the nearest before it (any root between the two would start
+        // with the enclosing one), an enclosed one the nearest after it.
+        let nested = caches
+            .range::<str, _>((Unbounded, Excluded(root)))
+            .next_back()
+            .is_some_and(|(other, _)| root.starts_with(other.as_str()))
+            || caches
+                .range::<str, _>((Excluded(root), Unbounded))
+                .next()
+                .is_some_and(|(other, _)| other.starts_with(root));
         if nested {
             return Err(StoreError::Invalid(format!(
                 "watch cache root {root} nests with another on the same shared watch"
@@ -1240,16 +1268,54 @@ mod tests {
         cache_with(window, crate::DEFAULT_WATCH_DECODED).await
     }
 
-    async fn cache_with(window: usize, decoded: usize) -> (tempfile::TempDir, Arc<WatchCache>) {
+    /// How many of the window's events are compact.
+    fn compact_slots(cache: &WatchCache) -> usize {
+        cache
+            .read()
+            .events
+            .iter()
+            .filter(|s| matches!(s, Slot::Compact { .. }))
+            .count()
+    }
+
+    /// A shared watch over `/clusters/` of a fresh store.
+    async fn shared_watch() -> (tempfile::TempDir, Arc<SharedWatch>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("open store"));
         let shared = SharedWatch::start(store, "/clusters/")
             .await
             .expect("shared watch");
+        (dir, shared)
+    }
+
+    async fn cache_with(window: usize, decoded: usize) -> (tempfile::TempDir, Arc<WatchCache>) {
+        let (dir, shared) = shared_watch().await;
         let cache = WatchCache::new_shared(window, decoded, Arc::clone(&shared), ROOT.to_string());
         shared.register(ROOT, &cache).expect("register");
         (dir, cache)
+    }
+
+    /// Roots on one shared watch may not nest, in either order; siblings, including one that
+    /// shares a prefix without the separator, are fine, and a root is free again once its
+    /// cache is gone.
+    #[tokio::test]
+    async fn shared_watch_roots_may_not_nest() {
+        let (_dir, shared) = shared_watch().await;
+        let register = |root: &str| {
+            let cache = WatchCache::new_shared(16, 16, Arc::clone(&shared), root.to_string());
+            shared.register(root, &cache).map(|()| cache)
+        };
+        let b = register("/clusters/a/b/").expect("a/b");
+        let _d = register("/clusters/a/d/").expect("a/d");
+        let _bb = register("/clusters/a/bb/").expect("a/bb is a sibling");
+        let _c = register("/clusters/a/c/").expect("a/c");
+        assert!(register("/clusters/a/").is_err(), "encloses a/b");
+        assert!(register("/clusters/").is_err(), "encloses everything");
+        assert!(register("/clusters/a/b/x/").is_err(), "inside a/b");
+        assert!(register("/clusters/a/c/x/y/").is_err(), "inside a/c");
+        drop(b);
+        let _x = register("/clusters/a/b/x/").expect("a/b is gone");
     }
 
     /// Events offered while a load runs are kept and applied past the load's revision; the
@@ -1506,12 +1572,7 @@ mod tests {
                 _ => panic!("the newest event is decoded"),
             }
         }
-        let compact = cache
-            .read()
-            .events
-            .iter()
-            .filter(|s| matches!(s, Slot::Compact { .. }))
-            .count();
+        let compact = compact_slots(&cache);
         assert_eq!(
             compact,
             total - cache.recent,
@@ -1547,6 +1608,41 @@ mod tests {
             );
             assert_eq!(got.own_type(), want.own_type());
         }
+    }
+
+    /// A replay hands out only the events under the watcher's prefix (it decodes no other
+    /// compact event), and the watcher's position is still the end of the window.
+    #[tokio::test]
+    async fn a_replay_holds_only_its_prefix() {
+        let (_dir, cache) = cache_with(64, 2).await;
+        assert!(cache.finish_load(BTreeMap::new(), 1, 0));
+        let other = |name: &str, revision: Revision| {
+            let mut ev = event(name, revision);
+            ev.kv.key = format!("{ROOT}core/secrets/default/{name}");
+            ev
+        };
+        let mut revision = 1;
+        for i in 0..40 {
+            revision += 1;
+            cache.offer(if i % 10 == 0 {
+                event(&format!("cm{i}"), revision)
+            } else {
+                other(&format!("s{i}"), revision)
+            });
+        }
+        let compact = compact_slots(&cache);
+        assert!(compact >= 30, "most of the window is compact: {compact}");
+        let configmaps = format!("{ROOT}core/configmaps/");
+        let sub = cache.subscribe(Some(1), &configmaps).expect("replay");
+        let names: Vec<&str> = sub
+            .backlog
+            .iter()
+            .map(|ev| ev.object["metadata"]["name"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["cm0", "cm10", "cm20", "cm30"]);
+        assert_eq!(sub.position, revision, "caught up to the end of the window");
+        let all = cache.subscribe(Some(1), ROOT).expect("replay everything");
+        assert_eq!(all.backlog.len(), 40);
     }
 
     /// A load that started before the shared watch lost its place is thrown away.

@@ -335,9 +335,11 @@ async fn pump(
                         return;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => match cache.resubscribe(position) {
+                Err(broadcast::error::RecvError::Lagged(_)) => match cache.resubscribe(position, &filter.prefix) {
                     Ok(again) => {
                         live = again.live;
+                        // The backlog has only this watcher's keys: after it, the watcher has
+                        // seen everything up to the subscription's position.
                         for ev in again.backlog {
                             position = ev.revision;
                             if let Some(out) = filter.translate(&ev)
@@ -346,6 +348,7 @@ async fn pump(
                                 return;
                             }
                         }
+                        position = position.max(again.position);
                     }
                     Err(e) => {
                         let _ = tx.send(WatchEvent::synthetic(WatchEventType::Error, e.to_status())).await;
