@@ -1,11 +1,13 @@
 //! The driver of the simulated workload clusters: follows the cloud's machines and keeps each
 //! cluster's API, Nodes and workloads moving.
 //!
-//! - [`World::run`] follows the simulated cloud ([`SimCloud::subscribe`], resynchronising with
-//!   [`SimCloud::list_all`] when it lags and on an interval) and applies [`machines::plan`] to
-//!   each cluster whose machines changed: create the cluster's API, mark it down without
-//!   quorum, register and update Nodes, remove Nodes of machines that are gone, delete the
-//!   cluster when its control plane is gone.
+//! - [`World::run`] follows the simulated cloud ([`SimCloud::subscribe`]; when it lags, and
+//!   every few minutes, it looks at every cluster, and [`SimCloud::cluster_revision`] tells
+//!   which changed) and applies [`machines::plan`] to each cluster whose machines or objects
+//!   changed: create the cluster's API, mark it down without quorum, register and update
+//!   Nodes, remove Nodes of machines that are gone, delete the cluster when its control plane
+//!   is gone. Clusters are synced as their changes come, many at once, while the events keep
+//!   being taken.
 //! - For every hosted cluster a task runs the in-cluster components
 //!   ([`workloads::reconcile`]) whenever one of its objects changes, straight against its
 //!   registry (the simulator is the cluster's own control plane, not a client of it).
@@ -13,7 +15,7 @@
 //! Everything is level-triggered: a pass recomputes from the current state, so a restart, a
 //! lost event or a conflicting write only delays convergence.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,56 +44,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A fingerprint of a cluster's machines, in any order: equal machines give equal values.
-fn machines_fingerprint(ms: &[Machine]) -> u64 {
-    use std::hash::Hasher as _;
-    struct Feed(std::collections::hash_map::DefaultHasher);
-    impl std::io::Write for Feed {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.write(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+/// How long a cluster whose sync failed waits before it is synced again.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// Clusters waiting for a sync, oldest first, each once.
+#[derive(Default)]
+struct Pending {
+    order: std::collections::VecDeque<String>,
+    queued: HashSet<String>,
+}
+
+impl Pending {
+    fn push(&mut self, cluster: String) {
+        if self.queued.insert(cluster.clone()) {
+            self.order.push_back(cluster);
         }
     }
-    let mut sorted: Vec<&Machine> = ms.iter().collect();
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut feed = Feed(std::collections::hash_map::DefaultHasher::new());
-    for m in sorted {
-        // Everything but the user data, which never changes once a machine exists (and is
-        // most of its size). Serializing into a hasher allocates nothing and cannot fail.
-        // Destructured, so that a field added to the spec is not left out unnoticed.
-        let slipway_provider::MachineSpec {
-            region,
-            zone,
-            machine_type,
-            capacity_type,
-            subnet_id,
-            image,
-            kubelet_version,
-            tags,
-            user_data: _,
-            private_ip,
-        } = &m.spec;
-        let _ = serde_json::to_writer(
-            &mut feed,
-            &(
-                &m.id,
-                region,
-                zone,
-                machine_type,
-                capacity_type,
-                subnet_id,
-                image,
-                kubelet_version,
-                tags,
-                private_ip,
-                &m.status,
-            ),
-        );
+
+    fn pop(&mut self) -> Option<String> {
+        let cluster = self.order.pop_front()?;
+        self.queued.remove(&cluster);
+        Some(cluster)
     }
-    feed.0.finish()
 }
 
 /// Writes of one in-cluster pass in flight at once.
@@ -108,10 +82,10 @@ pub struct World {
     running: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Parsed bootstrap documents by machine id (user data never changes).
     bootstraps: Mutex<HashMap<String, Option<Arc<Bootstrap>>>>,
-    /// Per cluster, what its last successful sync started from: a fingerprint of its
-    /// machines and its registry's content epoch. A sync from the same inputs would write
-    /// nothing, so the periodic full pass skips it.
-    synced: Mutex<HashMap<String, (u64, u64)>>,
+    /// Per cluster, what its last successful sync started from: its machines' revision in
+    /// the cloud ([`SimCloud::cluster_revision`]) and its registry's content epoch. A sync
+    /// from the same inputs would write nothing, so it is skipped.
+    synced: Mutex<HashMap<String, (Option<u64>, u64)>>,
     /// How often every cluster is looked at again, events or not.
     resync: Duration,
     /// Cluster syncs applied and skipped (nothing changed), for tests and benchmarks.
@@ -129,10 +103,10 @@ impl Drop for World {
 
 impl World {
     pub fn new(host: Arc<WorkloadHost>, cloud: Arc<SimCloud>) -> Arc<Self> {
-        Self::with_resync(host, cloud, Duration::from_secs(60))
+        Self::with_resync(host, cloud, Duration::from_secs(300))
     }
 
-    /// [`World::new`] with a full pass every `resync` instead of every minute.
+    /// [`World::new`] with a full pass every `resync` instead of every five minutes.
     pub fn with_resync(
         host: Arc<WorkloadHost>,
         cloud: Arc<SimCloud>,
@@ -179,59 +153,104 @@ impl World {
 
     async fn run(self: Arc<Self>) {
         let mut events = self.cloud.subscribe();
-        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut pending = Pending::default();
+        // Clusters being synced, and those of them that changed again meanwhile.
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut again: HashSet<String> = HashSet::new();
+        let mut syncs = futures::stream::FuturesUnordered::new();
+        // Clusters whose sync failed, looked at again after a pause.
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        let mut retry = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
         let mut full = true;
-        // Events drive everything; the periodic full pass only repairs what a lost event
-        // missed, and costs a look at every cluster, so it is rare.
+        // Events drive everything; the periodic full pass only repairs what was changed
+        // behind the simulator's back (a Node deleted through the cluster's API), and skips
+        // every cluster whose machines and objects are as they were, so it is cheap.
         let mut resync = tokio::time::interval(self.resync);
+        let world = &*self;
         loop {
             if full {
-                // Machines that are gone need their parsed bootstrap no more.
-                lock(&self.bootstraps).retain(|id, _| self.cloud.has_machine(id));
-                dirty.extend(self.cloud.tag_values(CLUSTER_TAG));
-                dirty.extend(self.host.clusters());
+                for c in self.cloud.tag_values(CLUSTER_TAG) {
+                    pending.push(c);
+                }
+                for c in self.host.clusters() {
+                    pending.push(c);
+                }
+                // Tasks of clusters that are gone, and tasks that ended.
+                self.ensure_components();
                 full = false;
             }
-            // Each cluster's machines through the cloud's tag index: a batch of events costs
-            // the machines of the clusters it touched, not a copy of the whole cloud.
-            // Clusters are synced side by side: a sync waits on its writes' commits, so one
-            // at a time would hold a fleet's whole build-up to one write per commit.
-            let world = &*self;
-            let failed: Vec<String> = futures::stream::iter(std::mem::take(&mut dirty))
-                .map(|cluster| async move {
-                    let ms = world.cloud.list_tagged(CLUSTER_TAG, &cluster);
-                    match world.sync_cluster(&cluster, &ms).await {
-                        Ok(()) => None,
-                        Err(e) => {
-                            tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
-                            Some(cluster)
-                        }
-                    }
-                })
-                .buffer_unordered(SYNC_CONCURRENCY)
-                .filter_map(std::future::ready)
-                .collect()
-                .await;
-            dirty.extend(failed);
-            self.ensure_components();
+            // Clusters are synced side by side, as they come: a sync waits on its writes'
+            // commits, so one at a time would hold a fleet's build-up to one write per commit.
+            // A cluster is synced by one sync at a time; a change during it queues another.
+            while syncs.len() < SYNC_CONCURRENCY {
+                let Some(cluster) = pending.pop() else { break };
+                if in_flight.contains(&cluster) {
+                    again.insert(cluster);
+                    continue;
+                }
+                in_flight.insert(cluster.clone());
+                syncs.push(async move {
+                    let result = world.sync_cluster(&cluster).await;
+                    (cluster, result)
+                });
+            }
+            // Events are taken while syncs run, so that the subscription does not fall
+            // behind the cloud during a long pass.
             tokio::select! {
+                Some((cluster, result)) = syncs.next(), if !syncs.is_empty() => {
+                    in_flight.remove(&cluster);
+                    if let Err(e) = result {
+                        tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
+                        if failed.is_empty() {
+                            retry.as_mut().reset(tokio::time::Instant::now() + RETRY);
+                        }
+                        failed.insert(cluster.clone());
+                    }
+                    if again.remove(&cluster) {
+                        pending.push(cluster);
+                    }
+                }
+                () = &mut retry, if !failed.is_empty() => {
+                    for c in std::mem::take(&mut failed) {
+                        pending.push(c);
+                    }
+                }
                 ev = events.recv() => match ev {
                     Ok(ev) => {
-                        if let Some(c) = ev.machine.spec.tags.get(CLUSTER_TAG) {
-                            dirty.insert(c.clone());
-                        }
-                        // Take whatever else is queued before the next pass.
+                        self.note(&ev, &mut pending);
+                        // Take whatever else is queued before starting syncs.
                         while let Ok(ev) = events.try_recv() {
-                            if let Some(c) = ev.machine.spec.tags.get(CLUSTER_TAG) {
-                                dirty.insert(c.clone());
+                            self.note(&ev, &mut pending);
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        // The missed events were about machines: the clusters whose machines'
+                        // revision is not the one their last sync saw.
+                        tracing::debug!(missed = n, "the simulator missed cloud events: looking for the clusters that changed");
+                        lock(&self.bootstraps).retain(|id, _| self.cloud.has_machine(id));
+                        let synced = lock(&self.synced).clone();
+                        for c in self.cloud.tag_values(CLUSTER_TAG).into_iter().chain(self.host.clusters()) {
+                            let seen = synced.get(&c).map(|(revision, _)| *revision);
+                            if seen != Some(self.cloud.cluster_revision(&c)) {
+                                pending.push(c);
                             }
                         }
                     }
-                    Err(RecvError::Lagged(_)) => full = true,
                     Err(RecvError::Closed) => return,
                 },
                 _ = resync.tick() => full = true,
             }
+        }
+    }
+
+    /// Queue the cluster of a machine that changed.
+    fn note(&self, ev: &slipway_sim::MachineEvent, pending: &mut Pending) {
+        if matches!(ev.kind, slipway_sim::MachineEventKind::Deleted) {
+            // Its parsed bootstrap is needed no more.
+            lock(&self.bootstraps).remove(&ev.machine.id);
+        }
+        if let Some(c) = ev.machine.spec.tags.get(CLUSTER_TAG) {
+            pending.push(c.clone());
         }
     }
 
@@ -250,11 +269,11 @@ impl World {
 
     /// Apply the plan of one cluster, unless it was applied from the same machines and the
     /// cluster's objects have not changed since.
-    async fn sync_cluster(&self, cluster: &str, ms: &[Machine]) -> Result<(), String> {
+    async fn sync_cluster(&self, cluster: &str) -> Result<(), String> {
         let inputs = self
             .host
             .registry(cluster)
-            .map(|r| (machines_fingerprint(ms), r.content_epoch()));
+            .map(|r| (self.cloud.cluster_revision(cluster), r.content_epoch()));
         if inputs.is_some() && lock(&self.synced).get(cluster) == inputs.as_ref() {
             self.skipped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -263,7 +282,11 @@ impl World {
         self.applied
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         lock(&self.synced).remove(cluster);
-        self.apply_plan(cluster, ms).await?;
+        // Listed after the revision was read: a change between the two moves the revision
+        // again, and makes the next pass apply again.
+        let ms = self.cloud.list_tagged(CLUSTER_TAG, cluster);
+        self.apply_plan(cluster, &ms).await?;
+        self.ensure_component(cluster);
         // The epoch read before the sync: the sync's own writes move it, so the next pass
         // runs once more and finds nothing to do; a change made during the sync is not
         // mistaken for one the sync saw.
@@ -334,6 +357,27 @@ impl World {
             .await
             .map_err(|e| e.message)?;
         Ok(())
+    }
+
+    /// The in-cluster task of `cluster`, running while it is hosted.
+    fn ensure_component(&self, cluster: &str) {
+        let registry = self.host.registry(cluster);
+        let mut running = self.lock_running();
+        match (registry, running.get(cluster)) {
+            (Some(_), Some(task)) if !task.is_finished() => {}
+            (Some(registry), _) => {
+                if let Some(old) =
+                    running.insert(cluster.to_string(), tokio::spawn(run_components(registry)))
+                {
+                    old.abort();
+                }
+            }
+            (None, _) => {
+                if let Some(task) = running.remove(cluster) {
+                    task.abort();
+                }
+            }
+        }
     }
 
     /// One in-cluster task per hosted cluster.

@@ -227,7 +227,7 @@ async fn clusters_follow_their_machines() {
 }
 
 /// The periodic full pass looks at every cluster, but applies a cluster's plan only when its
-/// machines or its objects changed since the last one: a converged fleet costs a fingerprint
+/// machines or its objects changed since the last one: a converged fleet costs two counters
 /// per cluster, and a Node deleted behind the simulator's back is still registered again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resync_skips_unchanged_clusters_and_repairs_changed_ones() {
