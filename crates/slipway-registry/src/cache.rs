@@ -309,13 +309,15 @@ impl Kept {
         }
     }
 
-    /// The object: shared if still decoded somewhere, else decoded from its bytes.
-    fn object(&self, key: &str) -> Option<Arc<Value>> {
+    /// The object: shared if still decoded somewhere, else decoded from its bytes (shrunk to
+    /// fit, since later readers share it while anyone holds it: see
+    /// [`WatchCache::remember`]). The flag says it was decoded now.
+    fn object(&self, key: &str) -> Option<(Arc<Value>, bool)> {
         if let Some(object) = self.decoded.upgrade() {
-            return Some(object);
+            return Some((object, false));
         }
-        match codec::decode(&self.bytes, self.revision) {
-            Ok(object) => Some(Arc::new(object)),
+        match codec::decode_kept(&self.bytes, self.revision) {
+            Ok(object) => Some((Arc::new(object), true)),
             Err(e) => {
                 tracing::error!(key, revision = self.revision, error = %e, "watch cache: a kept object no longer decodes");
                 None
@@ -458,11 +460,11 @@ impl WatchCache {
         shared: Option<(Arc<SharedWatch>, String)>,
     ) -> Arc<Self> {
         let window = window.max(16);
-        // The broadcast ring keeps its last values alive whether or not anyone lags, so it is
-        // no longer than the window's decoded part: a receiver that falls behind it catches
-        // up from the window, which holds the same events.
-        let recent = window.min(decoded.clamp(1, 4096));
-        let (live, _) = broadcast::channel(recent);
+        // The broadcast ring holds an event only until every receiver has taken it, so it
+        // can be long (a receiver that falls behind it catches up from the window, decoding
+        // what is compact there) while few events stay decoded in the window.
+        let recent = window.min(decoded.max(1));
+        let (live, _) = broadcast::channel(window.min(4096));
         let (progress, _) = watch::channel(0);
         Arc::new(Self {
             handovers: std::sync::Mutex::new(HashMap::new()),
@@ -619,7 +621,25 @@ impl WatchCache {
     /// The latest object under `key`, if the cache has it.
     pub fn get(&self, key: &str) -> Option<Arc<Value>> {
         let kept = self.read().objects.get(key).cloned()?;
-        kept.object(key)
+        let (object, fresh) = kept.object(key)?;
+        if fresh {
+            self.remember([(key, kept.revision, &object)]);
+        }
+        Some(object)
+    }
+
+    /// Point the cache at objects just decoded from its bytes (those still current), so that
+    /// readers share them for as long as anyone holds them instead of decoding them again.
+    fn remember<'a>(&self, fresh: impl IntoIterator<Item = (&'a str, Revision, &'a Arc<Value>)>) {
+        let mut state = self.write();
+        for (key, revision, object) in fresh {
+            if let Some(kept) = state.objects.get_mut(key)
+                && kept.revision == revision
+                && kept.decoded.strong_count() == 0
+            {
+                kept.decoded = Arc::downgrade(object);
+            }
+        }
     }
 
     /// Every object under `prefix` (key order) and the revision they reflect.
@@ -629,7 +649,25 @@ impl WatchCache {
             let state = self.read();
             (Self::under(&state, prefix), self.current(&state))
         };
-        let items = kept.iter().filter_map(|(k, v)| v.object(k)).collect();
+        let decoded: Vec<(&str, Revision, Arc<Value>, bool)> = kept
+            .iter()
+            .filter_map(|(k, v)| {
+                v.object(k)
+                    .map(|(object, fresh)| (k.as_str(), v.revision, object, fresh))
+            })
+            .collect();
+        if decoded.iter().any(|(.., fresh)| *fresh) {
+            self.remember(
+                decoded
+                    .iter()
+                    .filter(|(.., fresh)| *fresh)
+                    .map(|(k, revision, object, _)| (*k, *revision, object)),
+            );
+        }
+        let items = decoded
+            .into_iter()
+            .map(|(_, _, object, _)| object)
+            .collect();
         (items, revision)
     }
 
@@ -671,7 +709,7 @@ impl WatchCache {
                 let backlog = kept
                     .into_iter()
                     .filter_map(|(k, v)| {
-                        let object = v.object(&k)?;
+                        let (object, _) = v.object(&k)?;
                         Some(Arc::new(CacheEvent::new(
                             EventKind::Created,
                             k,

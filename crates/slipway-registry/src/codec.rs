@@ -10,7 +10,12 @@ use slipway_store::Revision;
 /// Serialize an object for the store, without its resourceVersion.
 pub fn encode(obj: &Value) -> Result<Bytes, ApiError> {
     serde_json::to_vec(&Stored(obj))
-        .map(Bytes::from)
+        .map(|mut v| {
+            // The bytes are kept (by the store's events and the watch cache) as long as the
+            // object is current; the buffer grew by doubling, so a quarter of it is spare.
+            v.shrink_to_fit();
+            Bytes::from(v)
+        })
         .map_err(|e| ApiError::internal(format!("encoding object: {e}")))
 }
 

@@ -190,18 +190,19 @@ pub const DEFAULT_WATCH_WINDOW: usize = 100_000;
 
 /// Of the window's events, how many of the newest stay decoded by default
 /// ([`RegistryConfig::watch_decoded`]).
-pub const DEFAULT_WATCH_DECODED: usize = 4096;
+pub const DEFAULT_WATCH_DECODED: usize = 256;
 
 /// Tunables of a registry.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Events the watch cache keeps for watchers resuming from a resourceVersion.
     pub watch_window: usize,
-    /// How many of the window's newest events stay decoded (and the length of the live
-    /// broadcast's ring, which holds them anyway); older ones keep only the store's bytes of
-    /// the object and its previous version, decoded again for a watcher that replays that
-    /// far. At most 4,096. A registry among thousands (a simulated cluster's) keeps few: its
-    /// decoded events are mostly superseded versions nothing else holds.
+    /// How many of the window's newest events stay decoded; older ones keep only the store's
+    /// bytes of the object and its previous version, decoded again for a watcher that
+    /// replays that far (one that fell behind the live broadcast, whose ring is the window
+    /// up to 4,096 events, or one resuming from an older resourceVersion). A registry among
+    /// thousands (a simulated cluster's) keeps few: its decoded events are mostly superseded
+    /// versions nothing else holds.
     pub watch_decoded: usize,
     /// Compact the store every interval, to the revision seen one interval earlier
     /// (kube-apiserver's policy). `None` disables compaction.
