@@ -399,6 +399,11 @@ impl SqliteStore {
             )));
         }
         configure(&conn).map_err(db_error)?;
+        // The writer's page cache: most pages it touches are log pages it appends and never
+        // reads again, so a reader's 32 MB would fill with them; 8 MB keeps the indexes a
+        // write looks up hot.
+        conn.pragma_update(None, "cache_size", -8_000)
+            .map_err(db_error)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(db_error)?;
         // Checkpoints (which fsync the database file) run on their own thread, off the
