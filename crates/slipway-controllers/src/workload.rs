@@ -187,8 +187,8 @@ impl WorkloadClients {
                 writer,
                 watcher(api, watcher::Config::default())
                     .default_backoff()
-                    // Nobody here reads them, and a node's are much of its size.
-                    .modify(|node| node.metadata.managed_fields = None),
+                    // Kept for thousands of clusters: only what the Machine controller reads.
+                    .modify(trim),
             );
             let mut stream = std::pin::pin!(stream);
             let trigger = |name: &str| {
@@ -274,6 +274,34 @@ impl WorkloadClients {
 
 /// A digest of what the Machine controller reads of a node: its Ready status, labels and
 /// taints.
+/// A Node as the cache keeps it: its name, labels, taints and Ready condition, which is all
+/// the Machine controller reads (and all [`fingerprint`] covers). Images, addresses, capacity,
+/// system info and managed fields are most of a Node's size.
+fn trim(node: &mut Node) {
+    let meta = std::mem::take(&mut node.metadata);
+    node.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: meta.name,
+        labels: meta.labels,
+        resource_version: meta.resource_version,
+        uid: meta.uid,
+        ..Default::default()
+    };
+    let taints = node.spec.take().and_then(|s| s.taints);
+    node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+        taints,
+        ..Default::default()
+    });
+    let ready = node
+        .status
+        .take()
+        .and_then(|s| s.conditions)
+        .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"));
+    node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+        conditions: ready.map(|c| vec![c]),
+        ..Default::default()
+    });
+}
+
 fn fingerprint(node: &Node) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -296,6 +324,43 @@ fn fingerprint(node: &Node) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache keeps what the Machine controller reads and nothing else.
+    #[test]
+    fn a_trimmed_node_keeps_what_the_machine_reads() {
+        let mut node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "n", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"},
+                "annotations": {"x": "y"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}]
+            },
+            "spec": {"podCIDR": "10.0.0.0/24", "providerID": "sim:///z/i-1",
+                     "taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]},
+            "status": {
+                "conditions": [
+                    {"type": "MemoryPressure", "status": "False"},
+                    {"type": "Ready", "status": "True"}
+                ],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+                "capacity": {"cpu": "4"},
+                "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 1}]
+            }
+        }))
+        .expect("node");
+        let before = fingerprint(&node);
+        trim(&mut node);
+        assert_eq!(fingerprint(&node), before);
+        assert_eq!(
+            serde_json::to_value(&node).expect("json"),
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": "n", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"}},
+                "spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+            })
+        );
+    }
 
     #[test]
     fn only_what_the_machine_reads_changes_the_fingerprint() {
