@@ -154,10 +154,12 @@ impl World {
     async fn run(self: Arc<Self>) {
         let mut events = self.cloud.subscribe();
         let mut pending = Pending::default();
-        // Clusters being synced, and those of them that changed again meanwhile.
-        let mut in_flight: HashSet<String> = HashSet::new();
+        // Clusters being synced (by task), and those of them that changed again meanwhile.
+        let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut syncing: HashSet<String> = HashSet::new();
         let mut again: HashSet<String> = HashSet::new();
-        let mut syncs = futures::stream::FuturesUnordered::new();
+        // Each sync is a task of its own: they spread over the runtime's threads.
+        let mut syncs = tokio::task::JoinSet::new();
         // Clusters whose sync failed, looked at again after a pause.
         let mut failed: BTreeSet<String> = BTreeSet::new();
         let mut retry = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
@@ -166,7 +168,6 @@ impl World {
         // behind the simulator's back (a Node deleted through the cluster's API), and skips
         // every cluster whose machines and objects are as they were, so it is cheap.
         let mut resync = tokio::time::interval(self.resync);
-        let world = &*self;
         loop {
             if full {
                 for c in self.cloud.tag_values(CLUSTER_TAG) {
@@ -184,21 +185,26 @@ impl World {
             // A cluster is synced by one sync at a time; a change during it queues another.
             while syncs.len() < SYNC_CONCURRENCY {
                 let Some(cluster) = pending.pop() else { break };
-                if in_flight.contains(&cluster) {
+                if syncing.contains(&cluster) {
                     again.insert(cluster);
                     continue;
                 }
-                in_flight.insert(cluster.clone());
-                syncs.push(async move {
-                    let result = world.sync_cluster(&cluster).await;
-                    (cluster, result)
-                });
+                syncing.insert(cluster.clone());
+                let world = Arc::clone(&self);
+                let name = cluster.clone();
+                let task = syncs.spawn(async move { world.sync_cluster(&name).await });
+                in_flight.insert(task.id(), cluster);
             }
             // Events are taken while syncs run, so that the subscription does not fall
             // behind the cloud during a long pass.
             tokio::select! {
-                Some((cluster, result)) = syncs.next(), if !syncs.is_empty() => {
-                    in_flight.remove(&cluster);
+                Some(joined) = syncs.join_next_with_id(), if !syncs.is_empty() => {
+                    let (id, result) = match joined {
+                        Ok((id, result)) => (id, result),
+                        Err(e) => (e.id(), Err(format!("the sync failed: {e}"))),
+                    };
+                    let Some(cluster) = in_flight.remove(&id) else { continue };
+                    syncing.remove(&cluster);
                     if let Err(e) = result {
                         tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
                         if failed.is_empty() {
@@ -420,14 +426,32 @@ fn def(
         .ok_or_else(|| ApiError::internal(format!("the workload cluster does not serve {plural}")))
 }
 
+/// Writes of one cluster's sync in flight at once: each waits on its commit, and they touch
+/// different objects.
+const NODE_WRITE_CONCURRENCY: usize = 16;
+
+/// Run a cluster's writes side by side; the first error, if any.
+async fn all_of(
+    writes: Vec<futures::future::BoxFuture<'_, Result<(), ApiError>>>,
+) -> Result<(), ApiError> {
+    let results: Vec<Result<(), ApiError>> = futures::stream::iter(writes)
+        .buffer_unordered(NODE_WRITE_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
 /// Make the cluster's Nodes what the kubelets of its machines register.
 async fn sync_nodes(
     registry: &Registry,
     planned: &BTreeMap<String, Value>,
 ) -> Result<(), ApiError> {
+    use futures::FutureExt as _;
     let nodes = def(registry, "", "v1", "nodes")?;
     let existing = registry.list(&nodes, None, &ListParams::default()).await?;
+    let nodes = &nodes;
     let mut seen = BTreeSet::new();
+    let mut writes = Vec::new();
     for stored in &existing.items {
         let name = stored["metadata"]["name"]
             .as_str()
@@ -438,28 +462,34 @@ async fn sync_nodes(
                 seen.insert(name.clone());
                 if machines::node_needs_update(stored, want) {
                     let merged = machines::merge_node(stored, want);
-                    let written = registry
-                        .update(
-                            &nodes,
-                            None,
-                            &name,
-                            merged.clone(),
-                            Subresource::Main,
-                            &write_options(),
-                        )
-                        .await?;
-                    let mut with_status = Arc::unwrap_or_clone(written.object);
-                    with_status["status"] = merged["status"].clone();
-                    registry
-                        .update(
-                            &nodes,
-                            None,
-                            &name,
-                            with_status,
-                            Subresource::Status,
-                            &write_options(),
-                        )
-                        .await?;
+                    writes.push(
+                        async move {
+                            let written = registry
+                                .update(
+                                    nodes,
+                                    None,
+                                    &name,
+                                    merged.clone(),
+                                    Subresource::Main,
+                                    &write_options(),
+                                )
+                                .await?;
+                            let mut with_status = Arc::unwrap_or_clone(written.object);
+                            with_status["status"] = merged["status"].clone();
+                            registry
+                                .update(
+                                    nodes,
+                                    None,
+                                    &name,
+                                    with_status,
+                                    Subresource::Status,
+                                    &write_options(),
+                                )
+                                .await
+                                .map(|_| ())
+                        }
+                        .boxed(),
+                    );
                 }
             }
             // Only Nodes the simulator registered go away with their machine.
@@ -467,14 +497,19 @@ async fn sync_nodes(
                 .get(NODE_MACHINE_LABEL)
                 .is_some() =>
             {
-                match registry
-                    .delete(&nodes, None, &name, &DeleteOptions::default())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
+                writes.push(
+                    async move {
+                        match registry
+                            .delete(nodes, None, &name, &DeleteOptions::default())
+                            .await
+                        {
+                            Ok(_) => Ok(()),
+                            Err(e) if e.code == 404 => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    .boxed(),
+                );
             }
             None => {}
         }
@@ -483,29 +518,35 @@ async fn sync_nodes(
         if seen.contains(name) {
             continue;
         }
-        let created = match registry
-            .create(&nodes, None, want.clone(), &write_options())
-            .await
-        {
-            Ok(w) => Arc::unwrap_or_clone(w.object),
-            Err(e) if e.code == 409 => continue,
-            Err(e) => return Err(e),
-        };
-        // Status is written through its subresource, as the kubelet does.
-        let mut with_status = created;
-        with_status["status"] = want["status"].clone();
-        registry
-            .update(
-                &nodes,
-                None,
-                name,
-                with_status,
-                Subresource::Status,
-                &write_options(),
-            )
-            .await?;
+        writes.push(
+            async move {
+                let created = match registry
+                    .create(nodes, None, want.clone(), &write_options())
+                    .await
+                {
+                    Ok(w) => Arc::unwrap_or_clone(w.object),
+                    Err(e) if e.code == 409 => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                // Status is written through its subresource, as the kubelet does.
+                let mut with_status = created;
+                with_status["status"] = want["status"].clone();
+                registry
+                    .update(
+                        nodes,
+                        None,
+                        name,
+                        with_status,
+                        Subresource::Status,
+                        &write_options(),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+            .boxed(),
+        );
     }
-    Ok(())
+    all_of(writes).await
 }
 
 /// Make the control plane's mirror pods match what each control-plane machine runs (their
@@ -514,41 +555,55 @@ async fn sync_static_pods(
     registry: &Registry,
     planned: &BTreeMap<String, Value>,
 ) -> Result<(), ApiError> {
+    use futures::FutureExt as _;
     let pods = def(registry, "", "v1", "pods")?;
+    let pods = &pods;
+    let mut writes = Vec::new();
     for (name, want) in planned {
         let image = &want["spec"]["containers"][0]["image"];
         // Read shared: the resync passes over every static pod of every cluster and
         // nearly all of them are as planned.
-        match registry.get_shared(&pods, Some("kube-system"), name).await {
+        match registry.get_shared(pods, Some("kube-system"), name).await {
             Ok(stored) if &stored["spec"]["containers"][0]["image"] == image => {}
             Ok(stored) => {
                 let mut stored = Arc::unwrap_or_clone(stored);
                 stored["spec"]["containers"][0]["image"] = image.clone();
-                registry
-                    .update(
-                        &pods,
-                        Some("kube-system"),
-                        name,
-                        stored,
-                        Subresource::Main,
-                        &write_options(),
-                    )
-                    .await?;
+                writes.push(
+                    async move {
+                        registry
+                            .update(
+                                pods,
+                                Some("kube-system"),
+                                name,
+                                stored,
+                                Subresource::Main,
+                                &write_options(),
+                            )
+                            .await
+                            .map(|_| ())
+                    }
+                    .boxed(),
+                );
             }
             Err(e) if e.code == 404 => {
-                match registry
-                    .create(&pods, Some("kube-system"), want.clone(), &write_options())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.code == 409 => {}
-                    Err(e) => return Err(e),
-                }
+                writes.push(
+                    async move {
+                        match registry
+                            .create(pods, Some("kube-system"), want.clone(), &write_options())
+                            .await
+                        {
+                            Ok(_) => Ok(()),
+                            Err(e) if e.code == 409 => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    .boxed(),
+                );
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    all_of(writes).await
 }
 
 /// The in-cluster components of one cluster: a pass on every change.
