@@ -100,6 +100,15 @@ impl Metrics {
             })
             .get()
     }
+
+    /// Keys waiting in `controller`'s queue now (for tests and benchmarks).
+    pub fn queue_depth(&self, controller: &str) -> i64 {
+        self.queue_depth
+            .get_or_create(&ControllerLabels {
+                controller: controller.to_string(),
+            })
+            .get()
+    }
 }
 
 #[cfg(test)]

@@ -245,7 +245,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
             next_progress += progress_every;
             let m = ctx.machine_progress();
             println!(
-                "  {:>5} clusters Ready after {:.1} s; machines: {} running, {} registered, {} Ready, {} failed, {} deleting of {} (CPU {:.0} s, RSS {:.0} MiB)",
+                "  {:>5} clusters Ready after {:.1} s; machines: {} running, {} registered, {} Ready, {} failed, {} deleting of {}; queued: {} clusters, {} machines (CPU {:.0} s, RSS {:.0} MiB)",
                 n,
                 started.elapsed().as_secs_f64(),
                 m.running,
@@ -254,6 +254,8 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
                 m.failed,
                 m.deleting,
                 m.total,
+                metrics.queue_depth("cluster"),
+                metrics.queue_depth("machine"),
                 cpu_seconds().unwrap_or(0.0) - cpu_start,
                 rss_mib().unwrap_or(0.0)
             );
