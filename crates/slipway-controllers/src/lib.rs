@@ -562,7 +562,14 @@ pub(crate) fn is_true(conditions: Option<&Vec<Condition>>, type_: &str) -> bool 
 }
 
 pub(crate) fn now() -> Time {
-    Time(jiff::Timestamp::now())
+    api_time(jiff::Timestamp::now())
+}
+
+/// `t` as the API keeps it: whole seconds (a `Time` is serialized without its fraction).
+/// A status computed with a finer time never equals the one read back, so every reconcile
+/// would send a patch that changes nothing (and costs a server-side field-tracking pass).
+pub(crate) fn api_time(t: jiff::Timestamp) -> Time {
+    Time(jiff::Timestamp::from_second(t.as_second()).unwrap_or(t))
 }
 
 /// The workload cluster's identity at the provider and in its bootstrap: `<namespace>.<name>`
@@ -574,6 +581,21 @@ pub fn identity(namespace: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A time the controllers compute is the one they read back.
+    #[test]
+    fn api_times_survive_a_round_trip() {
+        let t = jiff::Timestamp::from_second(1_765_000_000)
+            .expect("time")
+            .checked_add(jiff::SignedDuration::from_millis(750))
+            .expect("time");
+        let kept = api_time(t);
+        let json = serde_json::to_value(&kept).expect("serialize");
+        let back: Time = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back, kept);
+        assert_eq!(kept.0.as_second(), 1_765_000_000);
+        assert_ne!(Time(t), back, "a finer time does not survive");
+    }
     use slipway_api::machine::{Machine, MachineRole, MachineSpec};
 
     fn machine(name: &str, marked: bool, deleting: bool) -> Machine {

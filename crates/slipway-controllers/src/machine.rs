@@ -269,7 +269,7 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         status.failure_message = cloud.status.message.clone();
     }
     if let Some(t) = cloud.status.running_at {
-        status.running_since = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t));
+        status.running_since = Some(crate::api_time(t));
     }
     set_condition(
         &mut conditions,
@@ -365,9 +365,7 @@ pub async fn reconcile(machine: Arc<Machine>, ctx: Arc<Context>) -> Result<Actio
         );
     }
     if node_ready && status.first_node_ready_time.is_none() {
-        status.first_node_ready_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            jiff::Timestamp::now(),
-        ));
+        status.first_node_ready_time = Some(crate::now());
     }
     // Health: a node that never joined, or stayed NotReady too long, fails the machine.
     if observed
