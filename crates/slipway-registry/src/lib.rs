@@ -368,6 +368,14 @@ impl Registry {
         self.cache.content_epoch()
     }
 
+    /// Moves with every creation and deletion of this registry's objects and every change of
+    /// their ownership, finalizers or deletion state, and with nothing else
+    /// ([`cache::WatchCache::ownership_epoch`]): status writes and label changes leave it
+    /// alone.
+    pub fn ownership_epoch(&self) -> u64 {
+        self.cache.ownership_epoch()
+    }
+
     /// Compact the store and the watch cache's window to `revision`.
     pub async fn compact(&self, revision: Revision) -> Result<(), ApiError> {
         self.store.compact(revision).await.map_err(store_error)?;

@@ -83,8 +83,11 @@ pub struct World {
     /// Parsed bootstrap documents by machine id (user data never changes).
     bootstraps: Mutex<HashMap<String, Option<Arc<Bootstrap>>>>,
     /// Per cluster, what its last successful sync started from: its machines' revision in
-    /// the cloud ([`SimCloud::cluster_revision`]) and its registry's content epoch. A sync
-    /// from the same inputs would write nothing, so it is skipped.
+    /// the cloud ([`SimCloud::cluster_revision`]) and its registry's ownership epoch, which
+    /// moves when an object is created or deleted (a Node or mirror pod deleted behind the
+    /// simulator's back) but not with the status writes of the cluster's own components. A
+    /// sync from the same inputs would write nothing, so it is skipped: a settled fleet's
+    /// periodic pass plans nothing.
     synced: Mutex<HashMap<String, (Option<u64>, u64)>>,
     /// How often every cluster is looked at again, events or not.
     resync: Duration,
@@ -273,13 +276,13 @@ impl World {
             .clone()
     }
 
-    /// Apply the plan of one cluster, unless it was applied from the same machines and the
-    /// cluster's objects have not changed since.
+    /// Apply the plan of one cluster, unless it was applied from the same machines and no
+    /// object of the cluster was created or deleted since.
     async fn sync_cluster(&self, cluster: &str) -> Result<(), String> {
         let inputs = self
             .host
             .registry(cluster)
-            .map(|r| (self.cloud.cluster_revision(cluster), r.content_epoch()));
+            .map(|r| (self.cloud.cluster_revision(cluster), r.ownership_epoch()));
         if inputs.is_some() && lock(&self.synced).get(cluster) == inputs.as_ref() {
             self.skipped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
