@@ -159,7 +159,6 @@ impl World {
         let mut pending = Pending::default();
         // Clusters being synced (by task), and those of them that changed again meanwhile.
         let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
-        let mut syncing: HashSet<String> = HashSet::new();
         let mut again: HashSet<String> = HashSet::new();
         // Each sync is a task of its own: they spread over the runtime's threads.
         let mut syncs = tokio::task::JoinSet::new();
@@ -188,11 +187,10 @@ impl World {
             // A cluster is synced by one sync at a time; a change during it queues another.
             while syncs.len() < SYNC_CONCURRENCY {
                 let Some(cluster) = pending.pop() else { break };
-                if syncing.contains(&cluster) {
+                if in_flight.values().any(|c| *c == cluster) {
                     again.insert(cluster);
                     continue;
                 }
-                syncing.insert(cluster.clone());
                 let world = Arc::clone(&self);
                 let name = cluster.clone();
                 let task = syncs.spawn(async move { world.sync_cluster(&name).await });
@@ -207,7 +205,6 @@ impl World {
                         Err(e) => (e.id(), Err(format!("the sync failed: {e}"))),
                     };
                     let Some(cluster) = in_flight.remove(&id) else { continue };
-                    syncing.remove(&cluster);
                     if let Err(e) = result {
                         tracing::debug!(cluster, error = %e, "simulated cluster sync failed; retrying");
                         if failed.is_empty() {
@@ -477,19 +474,7 @@ async fn sync_nodes(
                                     &write_options(),
                                 )
                                 .await?;
-                            let mut with_status = Arc::unwrap_or_clone(written.object);
-                            with_status["status"] = merged["status"].clone();
-                            registry
-                                .update(
-                                    nodes,
-                                    None,
-                                    &name,
-                                    with_status,
-                                    Subresource::Status,
-                                    &write_options(),
-                                )
-                                .await
-                                .map(|_| ())
+                            write_status(registry, nodes, written.object, &merged["status"]).await
                         }
                         .boxed(),
                     );
@@ -527,29 +512,31 @@ async fn sync_nodes(
                     .create(nodes, None, want.clone(), &write_options())
                     .await
                 {
-                    Ok(w) => Arc::unwrap_or_clone(w.object),
+                    Ok(w) => w.object,
                     Err(e) if e.code == 409 => return Ok(()),
                     Err(e) => return Err(e),
                 };
-                // Status is written through its subresource, as the kubelet does.
-                let mut with_status = created;
-                with_status["status"] = want["status"].clone();
-                registry
-                    .update(
-                        nodes,
-                        None,
-                        name,
-                        with_status,
-                        Subresource::Status,
-                        &write_options(),
-                    )
-                    .await
-                    .map(|_| ())
+                write_status(registry, nodes, created, &want["status"]).await
             }
             .boxed(),
         );
     }
     all_of(writes).await
+}
+
+/// Write `status` over the Node just written, through the status subresource, as the kubelet
+/// does.
+async fn write_status(
+    registry: &Registry,
+    nodes: &slipway_apimachinery::ResourceDef,
+    written: Arc<Value>,
+    status: &Value,
+) -> Result<(), ApiError> {
+    let mut node = Arc::unwrap_or_clone(written);
+    node["status"] = status.clone();
+    update(registry, nodes, node, Subresource::Status)
+        .await
+        .map(|_| ())
 }
 
 /// Make the control plane's mirror pods match what each control-plane machine runs (their
