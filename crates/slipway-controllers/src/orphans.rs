@@ -41,6 +41,47 @@ fn machine_key(m: &Machine) -> (String, String) {
     )
 }
 
+/// The Clusters and Machines the platform has: the Cluster controller's caches, looked up per
+/// provider object (a sweep of a large fleet then copies nothing), or lists from the API.
+enum Known {
+    Cached {
+        clusters: slipway_runtime::Store<Cluster>,
+        machines: slipway_runtime::Store<Machine>,
+    },
+    Listed {
+        clusters: HashSet<String>,
+        machines: HashSet<(String, String)>,
+    },
+}
+
+impl Known {
+    /// Whether Cluster `identity` (`namespace.name`, as tagged) exists.
+    fn cluster(&self, identity: &str) -> bool {
+        match self {
+            Known::Cached { clusters, .. } => identity.split_once('.').is_some_and(|(ns, name)| {
+                clusters
+                    .get(&slipway_runtime::ObjectKey::namespaced(ns, name))
+                    .is_some()
+            }),
+            Known::Listed { clusters, .. } => clusters.contains(identity),
+        }
+    }
+
+    /// Whether Machine `key` (`namespace/name`, as tagged) exists with uid `uid`.
+    fn machine(&self, key: &str, uid: &str) -> bool {
+        match self {
+            Known::Cached { machines, .. } => key.split_once('/').is_some_and(|(ns, name)| {
+                machines
+                    .get(&slipway_runtime::ObjectKey::namespaced(ns, name))
+                    .is_some_and(|m| m.metadata.uid.as_deref() == Some(uid))
+            }),
+            Known::Listed { machines, .. } => {
+                machines.contains(&(key.to_string(), uid.to_string()))
+            }
+        }
+    }
+}
+
 /// One sweep; returns how many provider objects it deleted.
 pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let clusters: Api<Cluster> = Api::all(Arc::clone(&ctx.client));
@@ -60,29 +101,28 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
         .get()
         .zip(ctx.machines.get())
         .filter(|(c, m)| c.has_synced() && m.has_synced());
-    let (known_clusters, known_machines): (HashSet<String>, HashSet<(String, String)>) =
-        match cached {
-            Some((c, m)) => (
-                c.state().iter().map(|c| cluster_key(c)).collect(),
-                m.state().iter().map(|m| machine_key(m)).collect(),
-            ),
-            None => (
-                clusters
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .iter()
-                    .map(cluster_key)
-                    .collect(),
-                machines
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .iter()
-                    .map(machine_key)
-                    .collect(),
-            ),
-        };
+    let known = match cached {
+        Some((c, m)) => Known::Cached {
+            clusters: c.clone(),
+            machines: m.clone(),
+        },
+        None => Known::Listed {
+            clusters: clusters
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .map(cluster_key)
+                .collect(),
+            machines: machines
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .map(machine_key)
+                .collect(),
+        },
+    };
     let now = jiff::Timestamp::now();
     let grace = i64::try_from(ctx.config.orphan_grace.as_secs()).unwrap_or(i64::MAX);
     let old = |t: jiff::Timestamp| now.as_second() - t.as_second() >= grace;
@@ -95,8 +135,8 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
             continue;
         };
         let owned = match m.spec.tags.get(MACHINE_TAG) {
-            Some(key) => known_machines.contains(&(key.clone(), m.idempotency_key.clone())),
-            None => known_clusters.contains(cluster),
+            Some(key) => known.machine(key, &m.idempotency_key),
+            None => known.cluster(cluster),
         };
         if !owned {
             tracing::info!(machine = %m.id, cluster, "deleting an orphaned provider machine");
@@ -111,7 +151,7 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
             a.spec.machine.uid.clone(),
         );
         let created = a.meta().creation_timestamp.as_ref().map_or(now, |t| t.0);
-        if known_machines.contains(&holder) || !old(created) {
+        if known.machine(&holder.0, &holder.1) || !old(created) {
             continue;
         }
         tracing::info!(address = %a.spec.address, machine = %holder.0, "releasing an orphaned address");
@@ -119,10 +159,7 @@ pub async fn sweep(ctx: &Context) -> Result<usize, Error> {
             count += 1;
         }
     }
-    let orphaned = |tags: &Tags| {
-        tags.get(CLUSTER_TAG)
-            .is_some_and(|c| !known_clusters.contains(c))
-    };
+    let orphaned = |tags: &Tags| tags.get(CLUSTER_TAG).is_some_and(|c| !known.cluster(c));
     for lb in lbs
         .iter()
         .filter(|lb| orphaned(&lb.spec.tags) && old(lb.created_at))

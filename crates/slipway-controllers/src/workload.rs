@@ -25,6 +25,9 @@ use sha2::{Digest, Sha256};
 use slipway_runtime::ObjectKey;
 use tokio::sync::mpsc::UnboundedSender;
 
+/// How long (seconds) one Node watch call lasts when the cluster's API is served in memory.
+const WATCH_CALL_IN_PROCESS: u32 = 1800;
+
 /// Clients and Node caches by cluster identity.
 #[derive(Default)]
 pub struct WorkloadClients {
@@ -40,6 +43,8 @@ struct Entry {
     client: kube::Client,
     /// The same cluster with a read timeout that outlasts a quiet watch call.
     watch_client: kube::Client,
+    /// Served by this process's router: no connection that could silently drop.
+    in_process: bool,
     nodes: Option<NodeCache>,
 }
 
@@ -121,7 +126,9 @@ impl WorkloadClients {
         )
         .await
         .map_err(|e| e.to_string())?;
-        let (client, watch_client) = match self.in_process_client(&config)? {
+        let in_process = self.in_process_client(&config)?;
+        let served_here = in_process.is_some();
+        let (client, watch_client) = match in_process {
             // No connection to time out: one client serves requests and the watch alike.
             Some(client) => (client.clone(), client),
             None => {
@@ -143,6 +150,7 @@ impl WorkloadClients {
                 digest,
                 client: client.clone(),
                 watch_client,
+                in_process: served_here,
                 nodes: None,
             },
         );
@@ -163,9 +171,9 @@ impl WorkloadClients {
         let Some(entry) = clusters.get_mut(identity) else {
             return Ok(CachedNode::Unknown);
         };
-        let cache = entry
-            .nodes
-            .get_or_insert_with(|| self.watch(entry.watch_client.clone(), namespace));
+        let cache = entry.nodes.get_or_insert_with(|| {
+            self.watch(entry.watch_client.clone(), namespace, entry.in_process)
+        });
         if !cache.healthy.load(Ordering::Acquire) {
             return Ok(CachedNode::Unknown);
         }
@@ -174,7 +182,7 @@ impl WorkloadClients {
     }
 
     /// Start the Node watch of one cluster.
-    fn watch(&self, client: kube::Client, namespace: &str) -> NodeCache {
+    fn watch(&self, client: kube::Client, namespace: &str, in_process: bool) -> NodeCache {
         let (store, writer) = reflector::store();
         let healthy = Arc::new(AtomicBool::new(false));
         let triggers = self.triggers.get().cloned();
@@ -183,9 +191,18 @@ impl WorkloadClients {
         let reader = store.clone();
         let task = tokio::spawn(async move {
             let api: kube::Api<Node> = kube::Api::all(client);
+            // Over the network each watch call lasts kube-rs's 290 s, which also bounds how
+            // long a silently dropped connection goes unnoticed. In memory nothing can drop,
+            // and thousands of clusters' watches ending every 290 s would be most of an idle
+            // fleet's work: a call lasts half an hour, as kube-apiserver's own limit.
+            let config = if in_process {
+                watcher::Config::default().timeout(WATCH_CALL_IN_PROCESS)
+            } else {
+                watcher::Config::default()
+            };
             let stream = reflector(
                 writer,
-                watcher(api, watcher::Config::default())
+                watcher(api, config)
                     .default_backoff()
                     // Kept for thousands of clusters: only what the Machine controller reads.
                     .modify(trim),

@@ -383,6 +383,8 @@ pub struct WatchCache {
     shared: Option<(Arc<SharedWatch>, String)>,
     /// Wakes the cache's task to reload (a shared watch lost its place).
     reload: tokio::sync::Notify,
+    /// Told whenever the ownership epoch moves ([`WatchCache::ownership_moved`]).
+    ownership_moved: Arc<tokio::sync::Notify>,
 }
 
 /// An object on its way to the store ([`WatchCache::writing`]).
@@ -486,6 +488,7 @@ impl WatchCache {
             recent,
             shared,
             reload: tokio::sync::Notify::new(),
+            ownership_moved: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -521,6 +524,19 @@ impl WatchCache {
     /// leave it alone, so the garbage collector can skip a pass when it has not moved.
     pub fn ownership_epoch(&self) -> u64 {
         self.read().ownership
+    }
+
+    /// Notified (one permit, kept until taken) each time the ownership epoch moves, so that
+    /// the garbage collector sleeps until there is something to decide instead of looking
+    /// on a timer: thousands of idle registries then cost no wakeups.
+    pub fn ownership_moved(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.ownership_moved)
+    }
+
+    /// Move the ownership epoch (with the state's lock held) and tell the collector.
+    fn move_ownership(&self, state: &mut State) {
+        state.ownership += 1;
+        self.ownership_moved.notify_one();
     }
 
     /// A counter that moves with every change of the cached objects and every (re)load, and
@@ -807,7 +823,7 @@ impl WatchCache {
         };
         if ownership_moved {
             tracing::trace!(key, revision, "watch cache: ownership epoch moves");
-            state.ownership += 1;
+            self.move_ownership(state);
         }
         // The store's bytes, to compact the event later: the object's, and the previous
         // version's when the cache had one and the store said what it was. A window no
@@ -878,7 +894,7 @@ impl WatchCache {
             // The window starts at the load: older positions can no longer be replayed.
             state.oldest = revision;
             state.ready = true;
-            state.ownership += 1;
+            self.move_ownership(&mut state);
             state.changes += 1;
         }
         self.progress.send_replace(revision);
@@ -950,7 +966,7 @@ impl WatchCache {
             state.clear_window();
             state.revision = revision;
             state.oldest = revision;
-            state.ownership += 1;
+            self.move_ownership(&mut state);
             state.changes += 1;
             for event in state.buffered.take().unwrap_or_default() {
                 if event.revision() > state.revision {
@@ -1510,14 +1526,21 @@ mod tests {
             }
             obj
         };
+        // The collector sleeps on this instead of a timer: told exactly when the epoch moves.
+        let moved = cache.ownership_moved();
+        let told = || futures::FutureExt::now_or_never(moved.notified()).is_some();
+        assert!(told(), "the load moved it");
+        assert!(!told(), "one permit, taken");
         let start = cache.ownership_epoch();
         let created = offer(EventKind::Created, base.clone());
         assert!(created > start, "a creation moves it");
+        assert!(told(), "and tells the collector");
         let labelled = offer(
             EventKind::Updated,
             with("/metadata/labels", serde_json::json!({"x": "2"})),
         );
         assert_eq!(labelled, created, "a label change does not");
+        assert!(!told(), "nor tells it");
         let mut status = base.clone();
         status["status"] = serde_json::json!({"phase": "Ready"});
         let content = cache.content_epoch();
@@ -1534,6 +1557,7 @@ mod tests {
         owned["metadata"]["ownerReferences"] = serde_json::json!([{"uid": "u1"}]);
         let after_owner = offer(EventKind::Updated, owned.clone());
         assert!(after_owner > created, "an owner reference does");
+        assert!(told());
         let mut finalized = owned.clone();
         finalized["metadata"]["finalizers"] = serde_json::json!(["f"]);
         let after_finalizer = offer(EventKind::Updated, finalized.clone());

@@ -70,13 +70,23 @@ async fn run(registry: Weak<Registry>) {
             }
             not_before = Some(started + started.elapsed() * PASS_SPACING);
         }
-        // Deletions wake the collector at once; everything else is caught by the interval.
-        // The wait holds no reference to the registry, so dropping it ends this loop.
+        // Deletions (and a pass's own retries) wake the collector at once. Any other change
+        // that moves the ownership epoch wakes it too, but no sooner than `interval` after
+        // the last look, so a fleet's build-up (a creation after another) costs a pass per
+        // interval, not one per creation. Nothing else does: an idle registry has no timer
+        // at all. The waits hold no reference to the registry, so dropping it ends this loop.
         let wakeup = Arc::clone(&reg.gc_wakeup);
+        let moved = reg.cache.ownership_moved();
         drop(reg);
+        let looked = tokio::time::Instant::now();
         tokio::select! {
             () = wakeup.notified() => {}
-            () = tokio::time::sleep(interval) => {}
+            () = moved.notified() => {
+                tokio::select! {
+                    () = wakeup.notified() => {}
+                    () = tokio::time::sleep_until(looked + interval) => {}
+                }
+            }
         }
     }
 }

@@ -291,20 +291,33 @@ impl World {
         // Listed after the revision was read: a change between the two moves the revision
         // again, and makes the next pass apply again.
         let ms = self.cloud.list_tagged(CLUSTER_TAG, cluster);
-        self.apply_plan(cluster, &ms).await?;
+        let made = self.apply_plan(cluster, &ms).await?;
         self.ensure_component(cluster);
-        // The epoch read before the sync: the sync's own writes move it, so the next pass
-        // runs once more and finds nothing to do; a change made during the sync is not
-        // mistaken for one the sync saw.
-        if let Some(inputs) = inputs
-            && self.host.registry(cluster).is_some()
+        // The sync's own creations and deletions move the ownership epoch, one each. When
+        // the epoch moved by exactly that much, the sync's outcome is the state it left, and
+        // the next pass can skip the cluster. Otherwise (someone else changed an object, or
+        // the cache has not applied all of the sync's writes yet) the epoch read before the
+        // sync is kept, and the next pass applies once more and finds nothing to do: a change
+        // made during the sync is never mistaken for one the sync saw. (Were the epoch to
+        // match with an outside change counted and one of the sync's own not yet applied,
+        // that write's arrival moves it past the recorded value again.)
+        if let Some((revision, before)) = inputs
+            && let Some(registry) = self.host.registry(cluster)
         {
-            lock(&self.synced).insert(cluster.to_string(), inputs);
+            let after = registry.ownership_epoch();
+            let epoch = if after == before + made {
+                after
+            } else {
+                before
+            };
+            lock(&self.synced).insert(cluster.to_string(), (revision, epoch));
         }
         Ok(())
     }
 
-    async fn apply_plan(&self, cluster: &str, ms: &[Machine]) -> Result<(), String> {
+    /// Returns how many objects of the cluster the plan created or deleted (none when the
+    /// cluster itself is created or deleted).
+    async fn apply_plan(&self, cluster: &str, ms: &[Machine]) -> Result<u64, String> {
         let bootstraps: Vec<(usize, Arc<Bootstrap>)> = ms
             .iter()
             .enumerate()
@@ -340,7 +353,7 @@ impl World {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            return Ok(());
+            return Ok(0);
         }
         let registry = match self.host.registry(cluster) {
             Some(r) => r,
@@ -351,18 +364,18 @@ impl World {
                     .await
                     .map_err(|e| e.to_string())?,
                 // No control plane has booted yet: nothing to serve.
-                None => return Ok(()),
+                None => return Ok(0),
             },
         };
         self.host
             .set_unavailable(cluster, plan.unavailable_reason());
-        sync_nodes(&registry, &plan.nodes)
+        let nodes = sync_nodes(&registry, &plan.nodes)
             .await
             .map_err(|e| e.message)?;
-        sync_static_pods(&registry, &plan.static_pods)
+        let pods = sync_static_pods(&registry, &plan.static_pods)
             .await
             .map_err(|e| e.message)?;
-        Ok(())
+        Ok(nodes + pods)
     }
 
     /// The in-cluster task of `cluster`, running while it is hosted.
@@ -430,22 +443,24 @@ fn def(
 /// different objects.
 const NODE_WRITE_CONCURRENCY: usize = 16;
 
-/// Run a cluster's writes side by side; the first error, if any.
+/// Run a cluster's writes side by side; the first error, if any, else how many objects they
+/// created or deleted (each returns its own count).
 async fn all_of(
-    writes: Vec<futures::future::BoxFuture<'_, Result<(), ApiError>>>,
-) -> Result<(), ApiError> {
-    let results: Vec<Result<(), ApiError>> = futures::stream::iter(writes)
+    writes: Vec<futures::future::BoxFuture<'_, Result<u64, ApiError>>>,
+) -> Result<u64, ApiError> {
+    let results: Vec<Result<u64, ApiError>> = futures::stream::iter(writes)
         .buffer_unordered(NODE_WRITE_CONCURRENCY)
         .collect()
         .await;
-    results.into_iter().collect()
+    results.into_iter().sum()
 }
 
-/// Make the cluster's Nodes what the kubelets of its machines register.
+/// Make the cluster's Nodes what the kubelets of its machines register; returns how many
+/// Nodes it created or deleted.
 async fn sync_nodes(
     registry: &Registry,
     planned: &BTreeMap<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<u64, ApiError> {
     use futures::FutureExt as _;
     let nodes = def(registry, "", "v1", "nodes")?;
     let existing = registry.list(&nodes, None, &ListParams::default()).await?;
@@ -474,7 +489,9 @@ async fn sync_nodes(
                                     &write_options(),
                                 )
                                 .await?;
-                            write_status(registry, nodes, written.object, &merged["status"]).await
+                            write_status(registry, nodes, written.object, &merged["status"])
+                                .await
+                                .map(|()| 0)
                         }
                         .boxed(),
                     );
@@ -491,8 +508,8 @@ async fn sync_nodes(
                             .delete(nodes, None, &name, &DeleteOptions::default())
                             .await
                         {
-                            Ok(_) => Ok(()),
-                            Err(e) if e.code == 404 => Ok(()),
+                            Ok(_) => Ok(1),
+                            Err(e) if e.code == 404 => Ok(0),
                             Err(e) => Err(e),
                         }
                     }
@@ -513,10 +530,12 @@ async fn sync_nodes(
                     .await
                 {
                     Ok(w) => w.object,
-                    Err(e) if e.code == 409 => return Ok(()),
+                    Err(e) if e.code == 409 => return Ok(0),
                     Err(e) => return Err(e),
                 };
-                write_status(registry, nodes, created, &want["status"]).await
+                write_status(registry, nodes, created, &want["status"])
+                    .await
+                    .map(|()| 1)
             }
             .boxed(),
         );
@@ -540,11 +559,12 @@ async fn write_status(
 }
 
 /// Make the control plane's mirror pods match what each control-plane machine runs (their
-/// status comes from the kubelet pass; pods of nodes that are gone go with the node).
+/// status comes from the kubelet pass; pods of nodes that are gone go with the node); returns
+/// how many it created.
 async fn sync_static_pods(
     registry: &Registry,
     planned: &BTreeMap<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<u64, ApiError> {
     use futures::FutureExt as _;
     let pods = def(registry, "", "v1", "pods")?;
     let pods = &pods;
@@ -570,7 +590,7 @@ async fn sync_static_pods(
                                 &write_options(),
                             )
                             .await
-                            .map(|_| ())
+                            .map(|_| 0)
                     }
                     .boxed(),
                 );
@@ -582,8 +602,8 @@ async fn sync_static_pods(
                             .create(pods, Some("kube-system"), want.clone(), &write_options())
                             .await
                         {
-                            Ok(_) => Ok(()),
-                            Err(e) if e.code == 409 => Ok(()),
+                            Ok(_) => Ok(1),
+                            Err(e) if e.code == 409 => Ok(0),
                             Err(e) => Err(e),
                         }
                     }
@@ -786,13 +806,14 @@ struct Pass {
 }
 
 /// How long idle components wait for a change before looking again: soon while something
-/// depends on time passing, rarely (a safety net) otherwise, so that thousands of settled
-/// clusters cost nothing.
+/// depends on time passing; otherwise only a change can give them work, and the look is a
+/// safety net taken rarely, at a random point between 45 and 75 minutes so that thousands
+/// of clusters that settled together do not all look at once.
 fn idle_wait(timers: bool) -> Duration {
     if timers {
         Duration::from_secs(5)
     } else {
-        Duration::from_secs(600)
+        Duration::from_secs(rand::random_range(45 * 60..75 * 60))
     }
 }
 

@@ -278,4 +278,14 @@ async fn a_resync_skips_unchanged_clusters_and_repairs_changed_ones() {
     })
     .await;
     assert!(world.sync_counts().0 > applied_before);
+
+    // The repair's own creation is what moved the cluster's ownership epoch, so the passes
+    // after it skip the cluster again.
+    eventually("resyncs skipped again after the repair", || async {
+        let (applied, skipped) = world.sync_counts();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (applied_after, skipped_after) = world.sync_counts();
+        applied_after == applied && skipped_after >= skipped + 3
+    })
+    .await;
 }

@@ -99,8 +99,9 @@ struct ServeArgs {
     /// sweeper deletes it (a create may still be recording it).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     orphan_grace: Duration,
-    /// How often the orphan sweeper looks.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// How often the orphan sweeper looks (each look lists every provider machine; the
+    /// grace period is longer anyway).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     orphan_sweep: Duration,
     /// A machine whose node has not joined this long after the machine runs is replaced.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
