@@ -22,7 +22,7 @@ use slipway_provider::{
     CLUSTER_TAG, LoadBalancer, LoadBalancerScheme, LoadBalancerSpec, NetworkSpec, Subnet,
     SubnetSpec, Tags,
 };
-use slipway_runtime::{Action, Controller, Informer, InformerConfig};
+use slipway_runtime::{Action, Controller, InformerConfig};
 
 use crate::events::{self, Kind};
 use crate::expectations::Seen;
@@ -33,14 +33,10 @@ use crate::{
 };
 
 /// The Cluster controller, reconciling a Cluster when it or one of its Machines changes.
-pub fn controller(ctx: Arc<Context>) -> Controller<Cluster> {
-    let machines = Informer::new(
-        Api::<Machine>::all(Arc::clone(&ctx.client)),
-        InformerConfig::default(),
-    )
-    .with_index(crate::REMEDIATIONS_INDEX, crate::remediation_on_record);
-    // The first controller built for this context feeds its cache to the reconciles.
-    let _ = ctx.machines.set(machines.store());
+pub fn controller(
+    ctx: Arc<Context>,
+    machines: tokio::sync::mpsc::UnboundedReceiver<slipway_runtime::Event<Machine>>,
+) -> Controller<Cluster> {
     let controller = Controller::new(
         "cluster",
         Api::all(Arc::clone(&ctx.client)),
@@ -48,7 +44,7 @@ pub fn controller(ctx: Arc<Context>) -> Controller<Cluster> {
     );
     let _ = ctx.clusters.set(controller.store());
     controller
-        .owns_informer(machines)
+        .owns_events(machines)
         .with_metrics(ctx.metrics.clone())
         .with_config(ctx.controller_config())
 }

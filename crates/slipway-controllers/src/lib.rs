@@ -105,7 +105,8 @@ pub struct Context {
     /// not show yet. The durable record is the Machine itself ([`REMEDIATION_ANNOTATION`]
     /// while it is deleted), so the slots survive a restart.
     remediating: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// The Cluster controller's cache of Machines (set when it is built).
+    /// The Machine controller's cache of Machines, which the Cluster controller reads too
+    /// (set when the Machine controller is built).
     pub(crate) machines: std::sync::OnceLock<slipway_runtime::Store<slipway_api::machine::Machine>>,
     /// The Cluster controller's cache of Clusters (set when it is built).
     pub(crate) clusters: std::sync::OnceLock<slipway_runtime::Store<slipway_api::cluster::Cluster>>,
@@ -372,13 +373,17 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let clusters = tokio::spawn(cluster::controller(Arc::clone(&ctx)).run(
+    // One watch and one cache of Machines: the Machine controller's, whose events also
+    // wake the Cluster controller for the Cluster that owns the Machine.
+    let mut machine_controller = machine::controller(Arc::clone(&ctx));
+    let machine_events = machine_controller.subscribe();
+    let clusters = tokio::spawn(cluster::controller(Arc::clone(&ctx), machine_events).run(
         cluster::reconcile,
         cluster::error_policy,
         Arc::clone(&ctx),
         stop(),
     ));
-    let machines = tokio::spawn(machine::controller(Arc::clone(&ctx)).run(
+    let machines = tokio::spawn(machine_controller.run(
         machine::reconcile,
         machine::error_policy,
         Arc::clone(&ctx),

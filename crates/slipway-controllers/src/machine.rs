@@ -41,14 +41,19 @@ pub const ETCD_VERSION: &str = "3.5.21";
 pub fn controller(ctx: Arc<Context>) -> Controller<Machine> {
     let (triggers, keys) = tokio::sync::mpsc::unbounded_channel();
     ctx.workloads.set_triggers(triggers);
-    Controller::new(
+    let controller = Controller::new(
         "machine",
         Api::all(Arc::clone(&ctx.client)),
         InformerConfig::default(),
     )
-    .reconcile_on(keys)
-    .with_metrics(ctx.metrics.clone())
-    .with_config(ctx.controller_config())
+    .with_index(crate::REMEDIATIONS_INDEX, crate::remediation_on_record);
+    // The one cache of Machines in the process: the Cluster controller reads it too, and
+    // follows its events (`Controller::subscribe`).
+    let _ = ctx.machines.set(controller.store());
+    controller
+        .reconcile_on(keys)
+        .with_metrics(ctx.metrics.clone())
+        .with_config(ctx.controller_config())
 }
 
 /// After an error: the key's backoff.

@@ -385,6 +385,8 @@ pub struct WatchCache {
     reload: tokio::sync::Notify,
     /// Told whenever the ownership epoch moves ([`WatchCache::ownership_moved`]).
     ownership_moved: Arc<tokio::sync::Notify>,
+    /// The content epoch, for those who wait for it to move ([`WatchCache::content_changes`]).
+    content: watch::Sender<u64>,
 }
 
 /// An object on its way to the store ([`WatchCache::writing`]).
@@ -489,6 +491,7 @@ impl WatchCache {
             shared,
             reload: tokio::sync::Notify::new(),
             ownership_moved: Arc::new(tokio::sync::Notify::new()),
+            content: watch::channel(0).0,
         })
     }
 
@@ -531,6 +534,19 @@ impl WatchCache {
     /// on a timer: thousands of idle registries then cost no wakeups.
     pub fn ownership_moved(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.ownership_moved)
+    }
+
+    /// The content epoch ([`WatchCache::content_epoch`]) as it moves: a reader that only needs
+    /// to know that something changed (a simulated cluster's components, which then look at
+    /// everything again) waits on this instead of watching each kind.
+    pub fn content_changes(&self) -> watch::Receiver<u64> {
+        self.content.subscribe()
+    }
+
+    /// Move the content epoch (with the state's lock held) and tell who waits for it.
+    fn move_content(&self, state: &mut State) {
+        state.changes += 1;
+        self.content.send_replace(state.changes);
     }
 
     /// Move the ownership epoch (with the state's lock held) and tell the collector.
@@ -792,7 +808,7 @@ impl WatchCache {
 
     fn apply(&self, state: &mut State, event: slipway_store::WatchEvent) {
         let revision = event.revision();
-        state.changes += 1;
+        self.move_content(state);
         let key = event.kv.key.clone();
         let handed = match event.kind {
             EventKind::Deleted => None,
@@ -895,7 +911,7 @@ impl WatchCache {
             state.oldest = revision;
             state.ready = true;
             self.move_ownership(&mut state);
-            state.changes += 1;
+            self.move_content(&mut state);
         }
         self.progress.send_replace(revision);
         while let Some(item) = stream.next().await {
@@ -967,7 +983,7 @@ impl WatchCache {
             state.revision = revision;
             state.oldest = revision;
             self.move_ownership(&mut state);
-            state.changes += 1;
+            self.move_content(&mut state);
             for event in state.buffered.take().unwrap_or_default() {
                 if event.revision() > state.revision {
                     self.apply(&mut state, event);
@@ -1544,6 +1560,8 @@ mod tests {
         let mut status = base.clone();
         status["status"] = serde_json::json!({"phase": "Ready"});
         let content = cache.content_epoch();
+        let mut changes = cache.content_changes();
+        changes.mark_unchanged();
         assert_eq!(
             offer(EventKind::Updated, status),
             created,
@@ -1553,6 +1571,11 @@ mod tests {
             cache.content_epoch() > content,
             "while the content epoch moves with every change"
         );
+        assert!(
+            changes.has_changed().unwrap_or(false),
+            "and tells who waits for it"
+        );
+        assert_eq!(*changes.borrow_and_update(), cache.content_epoch());
         let mut owned = base.clone();
         owned["metadata"]["ownerReferences"] = serde_json::json!([{"uid": "u1"}]);
         let after_owner = offer(EventKind::Updated, owned.clone());

@@ -369,6 +369,11 @@ impl Registry {
         self.cache.content_epoch()
     }
 
+    /// [`Registry::content_epoch`] as it moves ([`cache::WatchCache::content_changes`]).
+    pub fn content_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.cache.content_changes()
+    }
+
     /// Moves with every creation and deletion of this registry's objects and every change of
     /// their ownership, finalizers or deletion state, and with nothing else
     /// ([`cache::WatchCache::ownership_epoch`]): status writes and label changes leave it

@@ -158,6 +158,21 @@ where
         self.primary.store()
     }
 
+    /// Keep an index of the primary cache ([`Informer::with_index`]).
+    #[must_use]
+    pub fn with_index(mut self, name: &'static str, values_of: crate::IndexFn<K>) -> Self {
+        self.primary = self.primary.with_index(name, values_of);
+        self
+    }
+
+    /// Every change of the primary objects from when this controller runs, for another
+    /// controller of this process ([`Controller::owns_events`]): the two share one watch
+    /// and one cache instead of keeping a copy each. The events come only while this
+    /// controller runs.
+    pub fn subscribe(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<Event<K>> {
+        self.primary.subscribe()
+    }
+
     /// Set the tunables.
     pub fn with_config(mut self, config: ControllerConfig) -> Self {
         self.config = config;
@@ -193,6 +208,31 @@ where
         self.sources.push(source(informer, move |child: &C| {
             owner_keys(child.meta(), &api_version, &kind)
         }));
+        self
+    }
+
+    /// [`Controller::owns`] through the events of another controller's primary informer
+    /// ([`Controller::subscribe`]), read through that controller's [`Controller::store`].
+    pub fn owns_events<C>(
+        mut self,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<Event<C>>,
+    ) -> Self
+    where
+        C: kube::Resource + Send + Sync + 'static,
+    {
+        let api_version = K::api_version(&()).into_owned();
+        let kind = K::kind(&()).into_owned();
+        self.sources
+            .push(Box::new(move |queue: WorkQueue<ObjectKey>| {
+                async move {
+                    while let Some(event) = events.recv().await {
+                        for key in owner_keys(event.object().meta(), &api_version, &kind) {
+                            queue.add(key);
+                        }
+                    }
+                }
+                .boxed()
+            }));
         self
     }
 

@@ -389,6 +389,97 @@ async fn owned_objects_map_to_their_controller() {
         .expect("join");
 }
 
+/// Two controllers of one process share the children's watch and cache: the children's
+/// controller owns the informer, and the parents' follows its events (`owns_events`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_follows_another_controllers_informer() {
+    let f = in_process().await;
+    let api = Api::<ConfigMap>::namespaced(Arc::clone(&f.client), "default");
+    let parent = api
+        .create(&PostParams::default(), &cm("parent", &[("role", "parent")]))
+        .await
+        .expect("parent");
+    let (parents_ctx, mut parents_seen) = Recorder::new(0);
+    let (children_ctx, mut children_seen) = Recorder::new(0);
+    let mut children = Controller::new(
+        "children",
+        api.clone(),
+        InformerConfig {
+            label_selector: Some("role=child".into()),
+            ..InformerConfig::default()
+        },
+    );
+    let children_store = children.store();
+    let events = children.subscribe();
+    let parents = Controller::new(
+        "parents",
+        api.clone(),
+        InformerConfig {
+            label_selector: Some("role=parent".into()),
+            ..InformerConfig::default()
+        },
+    )
+    .owns_events(events);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let runs = [
+        tokio::spawn(parents.run(
+            record,
+            |_, _, _| Action::backoff(),
+            Arc::clone(&parents_ctx),
+            stop(),
+        )),
+        tokio::spawn(children.run(
+            record,
+            |_, _, _| Action::backoff(),
+            Arc::clone(&children_ctx),
+            stop(),
+        )),
+    ];
+    let parent_key = ObjectKey::namespaced("default", "parent");
+    assert_eq!(next_key(&mut parents_seen).await, parent_key);
+
+    let mut child = cm("child", &[("role", "child")]);
+    child.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "parent".into(),
+        uid: parent.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        ..OwnerReference::default()
+    }]);
+    api.create(&PostParams::default(), &child)
+        .await
+        .expect("child");
+    let child_key = ObjectKey::namespaced("default", "child");
+    assert_eq!(next_key(&mut children_seen).await, child_key);
+    assert_eq!(next_key(&mut parents_seen).await, parent_key);
+    // One cache: the parents read their children from the children's controller's store.
+    assert_eq!(
+        children_store
+            .controlled_by(parent.metadata.uid.as_deref().unwrap_or_default())
+            .len(),
+        1
+    );
+    api.delete("child", &Default::default())
+        .await
+        .expect("delete child");
+    assert_eq!(next_key(&mut parents_seen).await, parent_key);
+
+    let _ = stop_tx.send(true);
+    for run in runs {
+        tokio::time::timeout(TIMEOUT, run)
+            .await
+            .expect("controller stops")
+            .expect("join");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_back_off_then_succeed_and_metrics_count_them() {
     let f = in_process().await;

@@ -23,9 +23,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use slipway_apimachinery::ApiError;
 use slipway_provider::{CLUSTER_TAG, Catalog, Machine};
-use slipway_registry::{
-    DeleteOptions, ListParams, Registry, Subresource, WatchParams, WriteOptions,
-};
+use slipway_registry::{DeleteOptions, ListParams, Registry, Subresource, WriteOptions};
 use slipway_sim::SimCloud;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
@@ -616,77 +614,40 @@ async fn sync_static_pods(
     all_of(writes).await
 }
 
-/// The in-cluster components of one cluster: a pass on every change.
+/// The in-cluster components of one cluster: a pass on every change. They look at every
+/// object of the cluster on each pass, so they need to know only that something changed, not
+/// what: they wait on the registry's content epoch instead of watching each kind.
 async fn run_components(registry: Arc<Registry>) {
-    let kinds = [
-        ("", "v1", "nodes"),
-        ("", "v1", "pods"),
-        ("apps", "v1", "replicasets"),
-        ("apps", "v1", "deployments"),
-        ("policy", "v1", "poddisruptionbudgets"),
-    ];
+    let mut changes = registry.content_changes();
+    let mut timers = true;
+    // The objects the last pass read and wrote, held while the next one lists: the watch
+    // cache keeps objects as bytes and shares a decoded one only while something holds it,
+    // so a burst of passes decodes each object once instead of once per pass. Let go once
+    // idle, so that a settled cluster holds nothing decoded.
+    let mut held = Vec::new();
     loop {
-        let mut streams = Vec::new();
-        for (g, v, p) in kinds {
-            let Ok(d) = def(&registry, g, v, p) else {
-                tracing::error!(
-                    kind = p,
-                    "the workload cluster does not serve a kind its components need"
-                );
-                return;
-            };
-            match registry
-                .watch(
-                    &d,
-                    None,
-                    WatchParams {
-                        resource_version: Some(registry.cache_revision().to_string()),
-                        ..Default::default()
-                    },
-                )
-                .await
-            {
-                Ok(s) => streams.push(s),
-                Err(e) => {
-                    tracing::debug!(error = %e.message, "watch for the in-cluster components failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
+        // What changed up to here, the pass's lists see; a change after this moves the epoch
+        // again and brings another pass.
+        changes.mark_unchanged();
+        let progressed = match pass(&registry, &mut held).await {
+            Ok(p) => {
+                timers = p.timers;
+                p.writes > 0
             }
+            Err(e) => {
+                tracing::debug!(error = %e.message, "in-cluster pass failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                true
+            }
+        };
+        if progressed {
+            continue;
         }
-        let mut changes = futures::stream::select_all(streams);
-        let mut timers = true;
-        // The objects the last pass read and wrote, held while the next one lists: the watch
-        // cache keeps objects as bytes and shares a decoded one only while something holds
-        // it, so a burst of passes decodes each object once instead of once per pass. Let go
-        // once idle, so that a settled cluster holds nothing decoded.
-        let mut held = Vec::new();
-        loop {
-            let progressed = match pass(&registry, &mut held).await {
-                Ok(p) => {
-                    timers = p.timers;
-                    p.writes > 0
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e.message, "in-cluster pass failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    true
-                }
-            };
-            if progressed {
-                // Our own writes come back as events; drain what is queued, then go again.
-                while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
-                continue;
-            }
-            // Idle: wait for a change, or for time to pass when that matters.
-            held = Vec::new();
-            match tokio::time::timeout(idle_wait(timers), changes.next()).await {
-                Ok(Some(_)) => {
-                    while let Some(Some(_)) = futures::FutureExt::now_or_never(changes.next()) {}
-                }
-                Ok(None) => break,
-                Err(_) => {}
-            }
+        // Idle: wait for a change, or for time to pass when that matters.
+        held = Vec::new();
+        if let Ok(Err(_)) = tokio::time::timeout(idle_wait(timers), changes.changed()).await {
+            // The registry is gone (its cluster was deleted).
+            return;
         }
     }
 }
