@@ -33,7 +33,7 @@ use slipway_api::cluster::{Condition, ConditionStatus};
 use slipway_client::Client;
 use slipway_provider::{Catalog, Provider};
 
-pub use workload::{CachedNode, WorkloadClients};
+pub use workload::{CachedNode, NodeView, WorkloadClients};
 
 /// The finalizer a Cluster carries until its machines and infrastructure are gone.
 pub const CLUSTER_FINALIZER: &str = "slipway.dev/cluster";

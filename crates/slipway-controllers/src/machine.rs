@@ -23,7 +23,7 @@ use slipway_runtime::{Action, Controller, InformerConfig};
 use crate::cluster::{Credentials, SecretCredentials};
 use crate::events::{self, Kind};
 use crate::ipam::{self, Allocation};
-use crate::workload::CachedNode;
+use crate::workload::{CachedNode, NodeView};
 use crate::{
     Context, Error, INIT_ANNOTATION, MACHINE_FINALIZER, identity, now, set_condition,
     set_finalizer, write_status,
@@ -569,31 +569,29 @@ async fn node_state(
         .node(id, &credentials.kubeconfig, &ns, node_name)
         .await?
     {
-        CachedNode::Known(node) => (node.map(|n| (*n).clone()), true),
+        CachedNode::Known(node) => (node, true),
         // Not watched yet, or the watch is failing: the API says how things stand.
         CachedNode::Unknown => (
-            nodes.get_opt(node_name).await.map_err(|e| e.to_string())?,
+            nodes
+                .get_opt(node_name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|n| Arc::new(NodeView::of(&n))),
             false,
         ),
     };
     let (Some(node), watched) = node else {
         return Ok((None, node.1));
     };
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let ready = node.ready;
     // Labels and taints the pool manages, in place.
-    let labels = node.labels();
     let wanted = machine.spec.node_labels.clone().unwrap_or_default();
-    let labels_ok = wanted.iter().all(|(k, v)| labels.get(k) == Some(v));
+    let labels_ok = wanted
+        .iter()
+        .all(|(k, v)| node.label(k) == Some(v.as_str()));
     let taints: Vec<(String, Option<String>, String)> = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
+        .taints
+        .iter()
         .map(|t| (t.key.clone(), t.value.clone(), t.effect.clone()))
         .collect();
     let wanted_taints: Vec<(String, Option<String>, String)> = machine
@@ -612,11 +610,8 @@ async fn node_state(
     let taints_ok = wanted_taints.iter().all(|t| taints.contains(t));
     if !labels_ok || !taints_ok {
         let mut merged: Vec<serde_json::Value> = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.taints.clone())
-            .unwrap_or_default()
-            .into_iter()
+            .taints
+            .iter()
             .filter(|t| {
                 !wanted_taints
                     .iter()

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::runtime::{WatchStreamExt, watcher};
 use sha2::{Digest, Sha256};
 use slipway_runtime::ObjectKey;
 use tokio::sync::mpsc::UnboundedSender;
@@ -48,9 +48,12 @@ struct Entry {
     nodes: Option<NodeCache>,
 }
 
+/// Nodes by name, as the cache keeps them.
+type NodeMap = HashMap<String, Arc<NodeView>>;
+
 /// One cluster's Node watch.
 struct NodeCache {
-    store: reflector::Store<Node>,
+    store: Arc<std::sync::RwLock<NodeMap>>,
     /// Listed, and the last watch call succeeded.
     healthy: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -62,10 +65,63 @@ impl Drop for NodeCache {
     }
 }
 
+/// What the Machine controller reads of a Node: whether it is Ready, its labels and its
+/// taints. The Node cache keeps this for every node of every workload cluster, so it is
+/// small: a fleet of 10,000 clusters has 90,000 of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    /// The `Ready` condition's status is `True`.
+    pub ready: bool,
+    /// The labels, sorted by key, each as `key`, NUL, `value`, NUL: one allocation.
+    labels: Box<str>,
+    pub taints: Vec<Taint>,
+}
+
+impl NodeView {
+    pub fn of(node: &Node) -> Self {
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let mut labels = String::new();
+        // BTreeMap: sorted by key already.
+        for (k, v) in node.metadata.labels.iter().flatten() {
+            labels.push_str(k);
+            labels.push('\0');
+            labels.push_str(v);
+            labels.push('\0');
+        }
+        Self {
+            ready,
+            labels: labels.into_boxed_str(),
+            taints: node
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The node's label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Every label, by key.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut parts = self.labels.split('\0');
+        std::iter::from_fn(move || {
+            let k = parts.next().filter(|k| !k.is_empty())?;
+            Some((k, parts.next()?))
+        })
+    }
+}
+
 /// What the Node cache of a cluster knows about one node.
 pub enum CachedNode {
     /// The cache is listed and healthy: the node as it is (None: no such node).
-    Known(Option<Arc<Node>>),
+    Known(Option<Arc<NodeView>>),
     /// Not listed yet, or the watch is failing: ask the API.
     Unknown,
 }
@@ -177,18 +233,23 @@ impl WorkloadClients {
         if !cache.healthy.load(Ordering::Acquire) {
             return Ok(CachedNode::Unknown);
         }
-        let key = reflector::ObjectRef::<Node>::new(name);
-        Ok(CachedNode::Known(cache.store.get(&key)))
+        let node = cache
+            .store
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        Ok(CachedNode::Known(node))
     }
 
     /// Start the Node watch of one cluster.
     fn watch(&self, client: kube::Client, namespace: &str, in_process: bool) -> NodeCache {
-        let (store, writer) = reflector::store();
+        let store: Arc<std::sync::RwLock<NodeMap>> = Arc::default();
         let healthy = Arc::new(AtomicBool::new(false));
         let triggers = self.triggers.get().cloned();
         let namespace = namespace.to_string();
         let flag = Arc::clone(&healthy);
-        let reader = store.clone();
+        let map = Arc::clone(&store);
         let task = tokio::spawn(async move {
             let api: kube::Api<Node> = kube::Api::all(client);
             // Over the network each watch call lasts kube-rs's 290 s, which also bounds how
@@ -200,70 +261,76 @@ impl WorkloadClients {
             } else {
                 watcher::Config::default()
             };
-            let stream = reflector(
-                writer,
-                watcher(api, config)
-                    .default_backoff()
-                    // Kept for thousands of clusters: only what the Machine controller reads.
-                    .modify(trim),
-            );
-            let mut stream = std::pin::pin!(stream);
+            let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
             let trigger = |name: &str| {
                 if let Some(tx) = &triggers {
                     let _ = tx.send(ObjectKey::namespaced(&namespace, name));
                 }
             };
-            let name_of = |node: &Node| node.metadata.name.clone().unwrap_or_default();
-            // What the Machine controller reads of each node: events that change none of it
-            // (heartbeats, pod CIDRs, images) wake nobody.
-            let mut seen: HashMap<String, u64> = HashMap::new();
-            let wake_if_changed = |seen: &mut HashMap<String, u64>, node: &Node| {
-                let print = fingerprint(node);
-                let name = name_of(node);
-                if seen.insert(name.clone(), print) != Some(print) {
+            let write = || {
+                map.write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            };
+            // Only what the Machine controller reads of a node is kept, and an event that
+            // changes none of it (heartbeats, pod CIDRs, images) wakes nobody.
+            let apply = |node: &Node| {
+                let name = node.metadata.name.clone().unwrap_or_default();
+                let view = NodeView::of(node);
+                let changed = write().get(&name).is_none_or(|known| **known != view);
+                if changed {
+                    write().insert(name.clone(), Arc::new(view));
                     trigger(&name);
                 }
             };
+            // A relist's nodes, gathered until it is complete.
+            let mut relisted: Option<NodeMap> = None;
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(watcher::Event::Apply(node)) => {
                         flag.store(true, Ordering::Release);
-                        wake_if_changed(&mut seen, &node);
+                        apply(&node);
                     }
                     Ok(watcher::Event::Delete(node)) => {
                         flag.store(true, Ordering::Release);
-                        let name = name_of(&node);
-                        seen.remove(&name);
+                        let name = node.metadata.name.clone().unwrap_or_default();
+                        write().remove(&name);
                         trigger(&name);
+                    }
+                    Ok(watcher::Event::Init) => relisted = Some(HashMap::new()),
+                    Ok(watcher::Event::InitApply(node)) => {
+                        relisted.get_or_insert_with(HashMap::new).insert(
+                            node.metadata.name.clone().unwrap_or_default(),
+                            Arc::new(NodeView::of(&node)),
+                        );
                     }
                     Ok(watcher::Event::InitDone) => {
                         flag.store(true, Ordering::Release);
                         // A relist (the first list, or after a watch could not resume) may
                         // have missed changes: the Machines of nodes that changed or went
                         // look again, the others are not woken.
-                        let listed = reader.state();
-                        let names: std::collections::HashSet<&str> = listed
-                            .iter()
-                            .filter_map(|n| n.metadata.name.as_deref())
-                            .collect();
-                        seen.retain(|name, _| {
-                            let kept = names.contains(name.as_str());
-                            if !kept {
+                        let listed = relisted.take().unwrap_or_default();
+                        let old = std::mem::replace(&mut *write(), listed.clone());
+                        for (name, view) in &listed {
+                            if old.get(name) != Some(view) {
                                 trigger(name);
                             }
-                            kept
-                        });
-                        for node in &listed {
-                            wake_if_changed(&mut seen, node);
+                        }
+                        for name in old.keys().filter(|name| !listed.contains_key(*name)) {
+                            trigger(name);
                         }
                     }
-                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                     Err(error) => {
                         if flag.swap(false, Ordering::AcqRel) {
                             tracing::debug!(%error, "workload cluster Node watch failing");
                             // Its Machines find out (by asking the API) that it is unreachable.
-                            for node in reader.state() {
-                                trigger(&name_of(&node));
+                            let names: Vec<String> = map
+                                .read()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .keys()
+                                .cloned()
+                                .collect();
+                            for name in names {
+                                trigger(&name);
                             }
                         }
                     }
@@ -289,65 +356,21 @@ impl WorkloadClients {
     }
 }
 
-/// A digest of what the Machine controller reads of a node: its Ready status, labels and
-/// taints.
-/// A Node as the cache keeps it: its name, labels, taints and Ready condition, which is all
-/// the Machine controller reads (and all [`fingerprint`] covers). Images, addresses, capacity,
-/// system info and managed fields are most of a Node's size.
-fn trim(node: &mut Node) {
-    let meta = std::mem::take(&mut node.metadata);
-    node.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        name: meta.name,
-        labels: meta.labels,
-        resource_version: meta.resource_version,
-        uid: meta.uid,
-        ..Default::default()
-    };
-    let taints = node.spec.take().and_then(|s| s.taints);
-    node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
-        taints,
-        ..Default::default()
-    });
-    let ready = node
-        .status
-        .take()
-        .and_then(|s| s.conditions)
-        .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"));
-    node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
-        conditions: ready.map(|c| vec![c]),
-        ..Default::default()
-    });
-}
-
-fn fingerprint(node: &Node) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.status.as_str());
-    ready.hash(&mut h);
-    node.metadata.labels.hash(&mut h);
-    if let Some(taints) = node.spec.as_ref().and_then(|s| s.taints.as_ref()) {
-        for t in taints {
-            (&t.key, &t.value, &t.effect).hash(&mut h);
-        }
-    }
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn node(json: serde_json::Value) -> Node {
+        serde_json::from_value(json).expect("node")
+    }
+
     /// The cache keeps what the Machine controller reads and nothing else.
     #[test]
-    fn a_trimmed_node_keeps_what_the_machine_reads() {
-        let mut node: Node = serde_json::from_value(serde_json::json!({
+    fn a_node_view_keeps_what_the_machine_reads() {
+        let full = node(serde_json::json!({
             "metadata": {
-                "name": "n", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"},
+                "name": "n", "uid": "u", "resourceVersion": "7",
+                "labels": {"b": "2", "a": "1", "empty": ""},
                 "annotations": {"x": "y"},
                 "managedFields": [{"manager": "kubelet", "operation": "Update"}]
             },
@@ -362,32 +385,33 @@ mod tests {
                 "capacity": {"cpu": "4"},
                 "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 1}]
             }
-        }))
-        .expect("node");
-        let before = fingerprint(&node);
-        trim(&mut node);
-        assert_eq!(fingerprint(&node), before);
+        }));
+        let view = NodeView::of(&full);
+        assert!(view.ready);
         assert_eq!(
-            serde_json::to_value(&node).expect("json"),
-            serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {"name": "n", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"}},
-                "spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]},
-                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
-            })
+            view.labels().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "2"), ("empty", "")]
         );
+        assert_eq!(view.label("b"), Some("2"));
+        assert_eq!(view.label("empty"), Some(""));
+        assert_eq!(view.label("c"), None);
+        assert_eq!(view.taints.len(), 1);
+        assert_eq!(view.taints[0].key, "k");
+        let bare = NodeView::of(&node(serde_json::json!({"metadata": {"name": "n"}})));
+        assert!(!bare.ready);
+        assert_eq!(bare.labels().count(), 0);
+        assert!(bare.taints.is_empty());
     }
 
+    /// Only what the Machine controller reads makes two views differ, so only that wakes it.
     #[test]
-    fn only_what_the_machine_reads_changes_the_fingerprint() {
-        let mut node: Node = serde_json::from_value(serde_json::json!({
+    fn only_what_the_machine_reads_changes_the_view() {
+        let mut n = node(serde_json::json!({
             "metadata": {"name": "n", "labels": {"a": "b"}},
             "status": {"conditions": [{"type": "Ready", "status": "False"}]}
-        }))
-        .expect("node");
-        let base = fingerprint(&node);
-        node.metadata.resource_version = Some("9".into());
+        }));
+        let base = NodeView::of(&n);
+        n.metadata.resource_version = Some("9".into());
         fn ready(node: &mut Node) -> &mut k8s_openapi::api::core::v1::NodeCondition {
             &mut node
                 .status
@@ -397,18 +421,18 @@ mod tests {
                 .as_mut()
                 .expect("conditions")[0]
         }
-        ready(&mut node).last_heartbeat_time = Some(
+        ready(&mut n).last_heartbeat_time = Some(
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
         );
-        assert_eq!(fingerprint(&node), base, "a heartbeat is not news");
-        ready(&mut node).status = "True".into();
-        let ready = fingerprint(&node);
+        assert_eq!(NodeView::of(&n), base, "a heartbeat is not news");
+        ready(&mut n).status = "True".into();
+        let ready = NodeView::of(&n);
         assert_ne!(ready, base);
-        node.metadata
+        n.metadata
             .labels
             .as_mut()
             .expect("labels")
             .insert("c".into(), "d".into());
-        assert_ne!(fingerprint(&node), ready);
+        assert_ne!(NodeView::of(&n), ready);
     }
 }

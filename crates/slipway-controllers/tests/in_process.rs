@@ -64,6 +64,7 @@ async fn in_process_workload_apis_are_reached_in_memory_with_their_authenticatio
     // Writes and the Node watch behind the Machine controller's cache work the same way.
     let mut node = Node::default();
     node.metadata.name = Some("cp-0".into());
+    node.metadata.labels = Some([("slipway.dev/pool".to_string(), "a".to_string())].into());
     kube::Api::<Node>::all(client)
         .create(&PostParams::default(), &node)
         .await
@@ -76,7 +77,8 @@ async fn in_process_workload_apis_are_reached_in_memory_with_their_authenticatio
             .expect("node")
         {
             CachedNode::Known(Some(n)) => {
-                assert_eq!(n.metadata.name.as_deref(), Some("cp-0"));
+                assert_eq!(n.label("slipway.dev/pool"), Some("a"));
+                assert!(!n.ready, "no Ready condition yet");
                 break;
             }
             CachedNode::Known(None) | CachedNode::Unknown => {

@@ -467,7 +467,9 @@ impl WatchCache {
         // The broadcast ring holds an event only until every receiver has taken it, so it
         // can be long (a receiver that falls behind it catches up from the window, decoding
         // what is compact there) while few events stay decoded in the window.
-        let recent = window.min(decoded.max(1));
+        // None at all is allowed: every event is then kept as the store's bytes as soon as
+        // it is broadcast, and stays decoded only while a receiver or a reader holds it.
+        let recent = window.min(decoded);
         let (live, _) = broadcast::channel(window.min(4096));
         let (progress, _) = watch::channel(0);
         Arc::new(Self {
@@ -1601,10 +1603,10 @@ mod tests {
     /// Events past the window's recent part are kept as the store's bytes, and a replay
     /// that reaches back to them gets exactly the events the live watchers got: kind,
     /// object, previous version and revision, deletions included. With the default decoded
-    /// part, and with a short one (a simulated cluster's).
+    /// part, with a short one, and with none (a simulated cluster's).
     #[tokio::test]
     async fn compacted_events_replay_as_they_were_broadcast() {
-        for decoded in [crate::DEFAULT_WATCH_DECODED, 16] {
+        for decoded in [crate::DEFAULT_WATCH_DECODED, 16, 0] {
             compacted_replay(decoded).await;
         }
     }
@@ -1615,6 +1617,7 @@ mod tests {
         assert!(cache.finish_load(BTreeMap::new(), 1, 0));
         let mut versions: HashMap<String, KeyValue> = HashMap::new();
         let mut broadcast = Vec::new();
+        let mut live = cache.live.subscribe();
         let total = cache.recent + 600;
         for n in 0..total {
             let revision = i64::try_from(n).expect("small") + 2;
@@ -1652,9 +1655,12 @@ mod tests {
                 ..kv
             });
             cache.offer(WatchEvent { kind, kv, prev });
-            match cache.read().events.back() {
-                Some(Slot::Decoded(ev)) => broadcast.push(Arc::clone(ev)),
-                _ => panic!("the newest event is decoded"),
+            broadcast.push(live.try_recv().expect("every event is broadcast"));
+            if cache.recent > 0 {
+                assert!(
+                    matches!(cache.read().events.back(), Some(Slot::Decoded(_))),
+                    "the newest event is decoded"
+                );
             }
         }
         let compact = compact_slots(&cache);

@@ -201,8 +201,8 @@ pub struct RegistryConfig {
     /// bytes of the object and its previous version, decoded again for a watcher that
     /// replays that far (one that fell behind the live broadcast, whose ring is the window
     /// up to 4,096 events, or one resuming from an older resourceVersion). A registry among
-    /// thousands (a simulated cluster's) keeps few: its decoded events are mostly superseded
-    /// versions nothing else holds.
+    /// thousands (a simulated cluster's) keeps none: its decoded events are mostly
+    /// superseded versions nothing else holds.
     pub watch_decoded: usize,
     /// Compact the store every interval, to the revision seen one interval earlier
     /// (kube-apiserver's policy). `None` disables compaction.

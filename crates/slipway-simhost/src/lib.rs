@@ -361,11 +361,13 @@ impl WorkloadHost {
                 // A short window: thousands of clusters share the memory, and a window is
                 // mostly superseded versions of busy objects (node and pod statuses). A
                 // watcher further behind relists (410), as it would after a compaction: a
-                // cluster's few dozen objects. Only its newest events stay decoded (each
-                // holds two versions of an object, the older superseded); the rest are the
-                // store's bytes.
+                // cluster's few dozen objects. No event stays decoded: each holds two
+                // versions of an object, the older superseded, and at thousands of settled
+                // clusters those were a tenth of the memory. An event is broadcast decoded and
+                // kept as the store's bytes; its object stays decoded only while a watcher or
+                // a reader (the cluster's components, between passes) holds it.
                 watch_window: 32,
-                watch_decoded: 2,
+                watch_decoded: 0,
                 keys: Keys::for_logical_cluster(name),
                 shared_watch: Some(Arc::clone(&self.shared_watch)),
                 system_namespaces: ["default", "kube-system", "kube-public", "kube-node-lease"]
