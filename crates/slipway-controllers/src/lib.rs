@@ -87,7 +87,7 @@ impl Default for LifecycleConfig {
             max_remediating: 50,
             health: slipway_lifecycle::health::HealthTimeouts::default(),
             orphan_grace: Duration::from_secs(300),
-            orphan_sweep: Duration::from_secs(120),
+            orphan_sweep: Duration::from_secs(300),
         }
     }
 }

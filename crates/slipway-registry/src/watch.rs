@@ -294,6 +294,10 @@ impl Head {
     }
 }
 
+/// While a watcher's position stays put, a bookmark goes every this many intervals (and
+/// on the first interval of the watch).
+const QUIET_BOOKMARKS: u32 = 5;
+
 /// Feed one watcher: backlog first, then live events; catch up from the cache window when
 /// the broadcast ran ahead; bookmarks on the interval when asked for.
 async fn pump(
@@ -321,6 +325,11 @@ async fn pump(
     }
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
+    // A bookmark says how far the watcher got. While that has not moved, one goes only
+    // every `QUIET_BOOKMARKS` intervals (a keepalive for proxies that cut quiet
+    // connections): thousands of idle watchers (a fleet's Node watches) otherwise cost a
+    // serialized event each per interval for nothing.
+    let mut bookmarked: Option<(Revision, tokio::time::Instant)> = None;
     loop {
         tokio::select! {
             received = live.recv() => match received {
@@ -358,6 +367,13 @@ async fn pump(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = ticker.tick(), if head.bookmarks => {
+                if let Some((at, sent)) = bookmarked
+                    && at == position
+                    && sent.elapsed() + interval / 2 < interval * QUIET_BOOKMARKS
+                {
+                    continue;
+                }
+                bookmarked = Some((position, tokio::time::Instant::now()));
                 if tx.send(head.bookmark(position, false)).await.is_err() {
                     return;
                 }

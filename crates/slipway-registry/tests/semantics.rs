@@ -3295,6 +3295,18 @@ async fn watch_bookmarks_when_asked() {
     let bm = next_event(&mut stream).await;
     assert_eq!(bm.type_, WatchEventType::Bookmark);
     assert!(rv(&bm.object) >= rv(&b));
+
+    // While nothing happens, bookmarks thin out to one every five intervals (200 ms here): a
+    // keepalive, not a new position.
+    let quiet = std::time::Instant::now();
+    let again = next_event(&mut stream).await;
+    assert_eq!(again.type_, WatchEventType::Bookmark);
+    assert_eq!(rv(&again.object), rv(&bm.object));
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(600),
+        "a quiet bookmark came after {:?}",
+        quiet.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
