@@ -68,13 +68,29 @@ impl Drop for NodeCache {
 /// What the Machine controller reads of a Node: whether it is Ready, its labels and its
 /// taints. The Node cache keeps this for every node of every workload cluster, so it is
 /// small: a fleet of 10,000 clusters has 90,000 of them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NodeView {
     /// The `Ready` condition's status is `True`.
     pub ready: bool,
     /// The labels, sorted by key, each as `key`, NUL, `value`, NUL: one allocation.
     labels: Box<str>,
     pub taints: Vec<Taint>,
+}
+
+/// Equal when the Machine controller would decide the same: a NotReady node's `NoExecute`
+/// taint is added again, with a new `timeAdded`, on every heartbeat, and that is no news.
+impl PartialEq for NodeView {
+    fn eq(&self, other: &Self) -> bool {
+        let taint = |t: &Taint| (t.key.clone(), t.value.clone(), t.effect.clone());
+        self.ready == other.ready
+            && self.labels == other.labels
+            && self.taints.len() == other.taints.len()
+            && self
+                .taints
+                .iter()
+                .zip(&other.taints)
+                .all(|(a, b)| taint(a) == taint(b))
+    }
 }
 
 impl NodeView {
@@ -425,6 +441,22 @@ mod tests {
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
         );
         assert_eq!(NodeView::of(&n), base, "a heartbeat is not news");
+        let not_ready_taint = |at: &str| {
+            serde_json::from_value::<Taint>(serde_json::json!({
+                "key": "node.kubernetes.io/not-ready", "effect": "NoExecute", "timeAdded": at
+            }))
+            .expect("taint")
+        };
+        n.spec.get_or_insert_default().taints = Some(vec![not_ready_taint("2026-12-07T00:00:00Z")]);
+        let tainted = NodeView::of(&n);
+        assert_ne!(tainted, base, "a new taint is news");
+        n.spec.get_or_insert_default().taints = Some(vec![not_ready_taint("2026-12-07T00:00:10Z")]);
+        assert_eq!(
+            NodeView::of(&n),
+            tainted,
+            "the same taint added again by the next heartbeat is not"
+        );
+        n.spec.get_or_insert_default().taints = None;
         ready(&mut n).status = "True".into();
         let ready = NodeView::of(&n);
         assert_ne!(ready, base);

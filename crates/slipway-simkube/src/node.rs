@@ -259,15 +259,23 @@ pub fn set_node_ready(node: &mut Node, ready: bool, now: Timestamp) {
     }
     let spec = node.spec.get_or_insert_with(NodeSpec::default);
     let taints = spec.taints.get_or_insert_with(Vec::new);
-    taints.retain(|t| t.key != NOT_READY_TAINT);
-    if !ready {
+    if ready {
+        taints.retain(|t| t.key != NOT_READY_TAINT);
+    } else {
+        // Like the node lifecycle controller: a taint already there keeps its `timeAdded`,
+        // so a heartbeat of a node that stays NotReady changes nothing in its spec.
         for effect in ["NoSchedule", "NoExecute"] {
-            taints.push(Taint {
-                key: NOT_READY_TAINT.into(),
-                effect: effect.into(),
-                time_added: (effect == "NoExecute").then(|| time(now)),
-                ..Taint::default()
-            });
+            if !taints
+                .iter()
+                .any(|t| t.key == NOT_READY_TAINT && t.effect == effect)
+            {
+                taints.push(Taint {
+                    key: NOT_READY_TAINT.into(),
+                    effect: effect.into(),
+                    time_added: (effect == "NoExecute").then(|| time(now)),
+                    ..Taint::default()
+                });
+            }
         }
     }
     if taints.is_empty() {
@@ -381,6 +389,13 @@ mod tests {
         assert!(!node_ready(&node));
         let taints = node.spec.as_ref().unwrap().taints.as_ref().unwrap();
         assert_eq!(taints.len(), 2);
+        let t3 = Timestamp::from_second(1_800_000_180).unwrap();
+        let before = node.spec.clone();
+        set_node_ready(&mut node, false, t3);
+        assert_eq!(
+            node.spec, before,
+            "a heartbeat of a node that stays NotReady keeps its taints as they were"
+        );
         set_node_ready(&mut node, true, t2);
         assert!(node.spec.as_ref().unwrap().taints.is_none());
     }
