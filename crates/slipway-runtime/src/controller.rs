@@ -69,6 +69,39 @@ impl Action {
     }
 }
 
+/// The resync queues a period's objects in at most this many slices, one every
+/// `period / slices` (and no more often than once a second).
+const RESYNC_SLICES: u32 = 60;
+
+/// Which of `slices` resync slices `key` falls in: fixed for a key, spread evenly over keys.
+fn resync_slice(key: &ObjectKey, slices: u32) -> u32 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same slice in every run and every process.
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    u32::try_from(hasher.finish() % u64::from(slices.max(1))).unwrap_or(0)
+}
+
+/// The level-triggered safety net: every cached object is queued once a `period`, starting
+/// one period after the controller does. The objects are spread over the period by their
+/// key's hash, so a cache of 100,000 Machines gives a steady trickle of reconciles instead
+/// of all of them at once each period (what made an idle fleet's CPU spike to a fifth of a
+/// core for a minute every ten).
+async fn resync<K>(queue: WorkQueue<ObjectKey>, store: Store<K>, period: Duration) {
+    let slices = u32::try_from(period.as_secs())
+        .unwrap_or(u32::MAX)
+        .clamp(1, RESYNC_SLICES);
+    let step = period / slices;
+    let mut tick = tokio::time::interval_at(Instant::now() + period, step);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for slice in (0..slices).cycle() {
+        tick.tick().await;
+        for key in store.keys_where(|key| resync_slice(key, slices) == slice) {
+            queue.add(key);
+        }
+    }
+}
+
 /// Tunables of a controller.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -311,17 +344,7 @@ where
             feeders.spawn(source(queue.clone()));
         }
         if let Some(period) = config.resync {
-            let queue = queue.clone();
-            let store = store.clone();
-            feeders.spawn(async move {
-                let mut tick = tokio::time::interval_at(Instant::now() + period, period);
-                loop {
-                    tick.tick().await;
-                    for obj in store.state() {
-                        queue.add(ObjectKey::of(&*obj));
-                    }
-                }
-            });
+            feeders.spawn(resync(queue.clone(), store.clone(), period));
         }
 
         let shared = Arc::new(Worker {
@@ -455,5 +478,75 @@ where
             }
             ActionKind::AwaitChange => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    fn config_map(i: usize) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some("team".into());
+        cm.metadata.name = Some(format!("cm-{i}"));
+        cm
+    }
+
+    /// Takes what the queue holds now.
+    async fn drain(queue: &WorkQueue<ObjectKey>) -> Vec<ObjectKey> {
+        let mut keys = Vec::new();
+        while !queue.is_empty() {
+            let Some((key, _)) = queue.get().await else {
+                break;
+            };
+            queue.done(&key);
+            keys.push(key);
+        }
+        keys
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_resync_queues_every_object_once_a_period_spread_over_it() {
+        const OBJECTS: usize = 6_000;
+        let period = Duration::from_secs(600);
+        let store = Store::holding((0..OBJECTS).map(config_map));
+        let queue = WorkQueue::new(Backoff::default());
+        let task = tokio::spawn(resync(queue.clone(), store, period));
+
+        // Nothing in the first period: the informer's initial list covered it.
+        tokio::time::sleep(period - Duration::from_secs(1)).await;
+        assert!(drain(&queue).await.is_empty());
+
+        // Then one slice every ten seconds; after two periods, two rounds.
+        let mut seen: BTreeMap<ObjectKey, usize> = BTreeMap::new();
+        let mut largest = 0;
+        for _ in 0..2 * RESYNC_SLICES {
+            tokio::time::sleep(period / RESYNC_SLICES).await;
+            let keys = drain(&queue).await;
+            largest = largest.max(keys.len());
+            for key in keys {
+                *seen.entry(key).or_default() += 1;
+            }
+        }
+        task.abort();
+        assert_eq!(seen.len(), OBJECTS, "every object is queued");
+        assert!(seen.values().all(|n| *n == 2), "each once a period");
+        let even = OBJECTS / RESYNC_SLICES as usize;
+        assert!(
+            largest < 2 * even,
+            "a slice is about 1/{RESYNC_SLICES} of the objects ({even}), not {largest}"
+        );
+    }
+
+    #[test]
+    fn a_key_keeps_its_resync_slice() {
+        let key = ObjectKey::namespaced("team", "cm-1");
+        assert_eq!(resync_slice(&key, 60), resync_slice(&key.clone(), 60));
+        assert_eq!(resync_slice(&key, 1), 0);
+        assert!(resync_slice(&key, 7) < 7);
     }
 }

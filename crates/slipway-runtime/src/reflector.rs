@@ -142,6 +142,22 @@ pub struct Store<K> {
     synced: watch::Receiver<bool>,
 }
 
+#[cfg(test)]
+impl<K: kube::Resource> Store<K> {
+    /// A synced store holding `objects`, for unit tests of what reads a store.
+    pub(crate) fn holding(objects: impl IntoIterator<Item = K>) -> Self {
+        let mut cache = Cache::default();
+        for obj in objects {
+            cache.insert(Arc::new(obj));
+        }
+        let (_, synced) = watch::channel(true);
+        Self {
+            cache: Arc::new(RwLock::new(cache)),
+            synced,
+        }
+    }
+}
+
 impl<K> Clone for Store<K> {
     fn clone(&self) -> Self {
         Self {
@@ -172,6 +188,16 @@ impl<K> Store<K> {
     /// Every cached object.
     pub fn state(&self) -> Vec<Arc<K>> {
         self.read().objects.values().cloned().collect()
+    }
+
+    /// The keys of the cached objects that `pick` selects; clones no object.
+    pub fn keys_where(&self, mut pick: impl FnMut(&ObjectKey) -> bool) -> Vec<ObjectKey> {
+        self.read()
+            .objects
+            .keys()
+            .filter(|key| pick(key))
+            .cloned()
+            .collect()
     }
 
     /// The cached objects whose controlling owner (the `ownerReferences` entry with

@@ -36,8 +36,9 @@ pub struct FleetArgs {
     #[arg(long, value_enum, default_value_t = WorkloadTransport::Memory)]
     workload_transport: WorkloadTransport,
     /// Minutes of the converged fleet to measure the idle CPU over, each printed. The
-    /// controllers resync every ten minutes and the simulator replans every five: give 11 or
-    /// more to see a window that holds both.
+    /// orphan sweep and the simulator's full pass come every five minutes: give 6 or more
+    /// to see a window that holds both (the controllers' resync is spread over every
+    /// minute).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=120))]
     idle_minutes: u64,
 }
