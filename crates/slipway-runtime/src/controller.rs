@@ -471,12 +471,6 @@ where
                 result: outcome.to_string(),
             })
             .inc();
-        // The verdict of the latest reconcile replaces any earlier one (as kube-rs's
-        // scheduler keeps one entry per object): a Cluster that asked to be looked at again
-        // in a minute while it was not Ready, and then turned Ready on an event, is not
-        // looked at again for nothing; at 10,000 clusters those leftover rechecks were
-        // 10,000 reconciles in the minute after the fleet converged.
-        self.queue.cancel_delayed(key);
         match action.kind {
             ActionKind::Requeue(d) => self.queue.add_after(key.clone(), d),
             ActionKind::Backoff => {
@@ -546,48 +540,6 @@ mod tests {
             largest < 2 * even,
             "a slice is about 1/{RESYNC_SLICES} of the objects ({even}), not {largest}"
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_latest_reconciles_verdict_replaces_an_earlier_requeue() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        // The first reconcile asks for another look in a minute, the later ones for none.
-        async fn reconcile(_: Arc<ConfigMap>, runs: Arc<AtomicUsize>) -> Result<Action, String> {
-            Ok(match runs.fetch_add(1, Ordering::SeqCst) {
-                0 => Action::requeue(Duration::from_secs(60)),
-                _ => Action::await_change(),
-            })
-        }
-        let worker = |runs: Arc<AtomicUsize>| Worker {
-            name: "test".into(),
-            queue: WorkQueue::new(Backoff::default()),
-            store: Store::holding([config_map(1)]),
-            reconcile,
-            error_policy: |_: &Arc<ConfigMap>, _: &String, _: &Arc<AtomicUsize>| {
-                Action::await_change()
-            },
-            ctx: runs,
-            metrics: Metrics::default(),
-        };
-        let labels = ControllerLabels {
-            controller: "test".into(),
-        };
-        let key = ObjectKey::namespaced("team", "cm-1");
-
-        // Left alone, the requeue comes a minute later.
-        let alone = worker(Arc::new(AtomicUsize::new(0)));
-        alone.process(&key, &labels).await;
-        tokio::time::sleep(Duration::from_secs(61)).await;
-        assert_eq!(drain(&alone.queue).await, vec![key.clone()]);
-
-        // A change reconciled meanwhile says there is nothing to wait for: no requeue.
-        let changed = worker(Arc::new(AtomicUsize::new(0)));
-        changed.process(&key, &labels).await;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        changed.process(&key, &labels).await;
-        tokio::time::sleep(Duration::from_secs(61)).await;
-        assert!(drain(&changed.queue).await.is_empty());
-        assert_eq!(changed.ctx.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! - A key handed out by [`WorkQueue::get`] is *processing* until [`WorkQueue::done`]; adding
 //!   it meanwhile marks it dirty, and `done` queues it again once: at most one worker holds a
 //!   key at a time, and no change is lost.
-//! - [`WorkQueue::add_after`] queues later (the earliest pending deadline wins;
-//!   [`WorkQueue::cancel_delayed`] drops it);
+//! - [`WorkQueue::add_after`] queues later (the earliest pending deadline wins);
 //!   [`WorkQueue::add_rate_limited`] queues after a per-key exponential backoff
 //!   (`base * 2^failures`, capped) that [`WorkQueue::forget`] resets.
 //! - [`WorkQueue::shut_down`] stops handing out keys: `get` returns `None`.
@@ -165,11 +164,6 @@ impl<T: Hash + Eq + Clone + Send + 'static> WorkQueue<T> {
                 queue.add(key);
             }
         });
-    }
-
-    /// Drop `key`'s pending delayed add, if any (its sleeping timer then fires into nothing).
-    pub fn cancel_delayed(&self, key: &T) {
-        self.lock().waiting.remove(key);
     }
 
     /// Queue `key` after its backoff, and count a failure for it.
