@@ -37,9 +37,20 @@ pub const ETCD_VERSION: &str = "3.5.21";
 /// The Machine controller.
 ///
 /// Node events of the workload clusters requeue the Machine of the same name, so a Ready
-/// machine is not polled: its node's changes come to it.
+/// machine is not polled: its node's changes come to it, and so do the provider's
+/// interruptions of its instance ([`Provider::watch_interruptions`]).
+///
+/// [`Provider::watch_interruptions`]: slipway_provider::Provider::watch_interruptions
 pub fn controller(ctx: Arc<Context>) -> Controller<Machine> {
     let (triggers, keys) = tokio::sync::mpsc::unbounded_channel();
+    // A machine the cloud interrupts is looked at at once: a Ready one is not polled, and
+    // its Node going away is the only other news of it.
+    let interrupted = triggers.clone();
+    ctx.provider.watch_interruptions(Box::new(move |m| {
+        if let Some((ns, name)) = m.spec.tags.get(MACHINE_TAG).and_then(|t| t.split_once('/')) {
+            let _ = interrupted.send(slipway_runtime::ObjectKey::namespaced(ns, name));
+        }
+    }));
     ctx.workloads.set_triggers(triggers);
     let controller = Controller::new(
         "machine",

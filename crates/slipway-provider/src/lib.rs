@@ -98,4 +98,20 @@ pub trait Provider: Send + Sync {
     /// Changes a machine's image and/or kubelet version in place. `InvalidRequest` for an
     /// empty patch or a machine that is terminating or terminated.
     async fn patch_machine(&self, id: &str, patch: MachinePatch) -> Result<Machine>;
+
+    /// Asks to be told, as it happens, of every machine the cloud stops or fails on its own
+    /// (a spot interruption, a failure, a zone outage; not a termination asked for): `notify`
+    /// gets each such machine, once it is in its new phase. Like a cloud's instance
+    /// state-change notifications (Karpenter follows EC2's through an interruption queue).
+    /// Returns false when the provider has no such feed, the default: then a machine that
+    /// is not polled learns of it only through its workload cluster's Node or a resync.
+    /// Delivery is best effort (a notification may be lost); it speeds up, it does not
+    /// replace, level-triggered reconciles.
+    fn watch_interruptions(&self, notify: InterruptionHandler) -> bool {
+        let _ = notify;
+        false
+    }
 }
+
+/// What [`Provider::watch_interruptions`] calls with each interrupted machine.
+pub type InterruptionHandler = Box<dyn Fn(&Machine) + Send + Sync>;

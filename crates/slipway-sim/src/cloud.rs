@@ -1065,6 +1065,17 @@ fn purge(st: &mut State, id: &str) {
 /// Moves a machine to `phase` with the deadline of that phase, records timestamps, releases
 /// its address and its quota when it terminates (its record then lives until the retention
 /// deadline), and announces the change.
+/// Whether `ev` is the cloud stopping or failing a machine on its own.
+fn interrupted(ev: &MachineEvent) -> bool {
+    let status = &ev.machine.status;
+    matches!(ev.kind, MachineEventKind::PhaseChanged { .. })
+        && matches!(
+            status.phase,
+            MachinePhase::Failed | MachinePhase::Terminating | MachinePhase::Terminated
+        )
+        && status.reason != Some(MachineReason::Deleted)
+}
+
 fn set_phase(
     st: &mut State,
     id: &str,
@@ -1175,6 +1186,30 @@ fn cidrs_overlap(a: ipnet::Ipv4Net, b: ipnet::Ipv4Net) -> bool {
 impl Provider for SimCloud {
     fn name(&self) -> &str {
         "sim"
+    }
+
+    fn watch_interruptions(&self, notify: slipway_provider::InterruptionHandler) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let mut events = self.subscribe();
+        runtime.spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ev) => {
+                        if interrupted(&ev) {
+                            notify(&ev.machine);
+                        }
+                    }
+                    // Best effort: what was missed is found by the reconciles' own reads.
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "sim cloud: interruption feed lagged");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        true
     }
 
     async fn catalog(&self) -> Result<Catalog> {

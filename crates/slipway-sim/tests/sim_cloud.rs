@@ -402,6 +402,18 @@ async fn spot_interruption_rate_one_interrupts_running_spot_machines_only() {
         .expect("on-demand");
     wait_phase(p, &spot.id, MachinePhase::Running).await;
     wait_phase(p, &on_demand.id, MachinePhase::Running).await;
+    // The interruption feed tells of the spot machine, and not of a termination asked for.
+    let (tx, mut told) = tokio::sync::mpsc::unbounded_channel();
+    assert!(p.watch_interruptions(Box::new(move |m| {
+        let _ = tx.send((m.id.clone(), m.status.phase, m.status.reason));
+    })));
+    let asked = p
+        .create_machine("asked", spec(&subnet, CapacityType::OnDemand))
+        .await
+        .expect("asked");
+    wait_phase(p, &asked.id, MachinePhase::Running).await;
+    p.delete_machine(&asked.id).await.expect("delete");
+    wait_phase(p, &asked.id, MachinePhase::Terminated).await;
     cloud
         .patch_faults(&FaultsPatch {
             spot_interruption_rate: Some(1.0),
@@ -415,6 +427,22 @@ async fn spot_interruption_rate_one_interrupts_running_spot_machines_only() {
         p.get_machine(&on_demand.id).await.expect("od").status.phase,
         MachinePhase::Running
     );
+    let first = tokio::time::timeout(Duration::from_secs(10), told.recv())
+        .await
+        .expect("told in time")
+        .expect("feed open");
+    assert_eq!(
+        first,
+        (
+            spot.id.clone(),
+            MachinePhase::Terminating,
+            Some(MachineReason::SpotInterruption)
+        ),
+        "the first news is the interruption, not the asked-for termination"
+    );
+    while let Ok((id, _, _)) = told.try_recv() {
+        assert_eq!(id, spot.id, "only the interrupted machine is told of");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
