@@ -77,11 +77,10 @@ pub struct NodeView {
     pub taints: Vec<Taint>,
 }
 
-/// Equal when the Machine controller would decide the same: a NotReady node's `NoExecute`
-/// taint is added again, with a new `timeAdded`, on every heartbeat, and that is no news.
+/// Equal when the Machine controller would decide the same: it never reads a taint's
+/// `timeAdded`, so a taint added again with a new one is no news.
 impl PartialEq for NodeView {
     fn eq(&self, other: &Self) -> bool {
-        let taint = |t: &Taint| (t.key.clone(), t.value.clone(), t.effect.clone());
         self.ready == other.ready
             && self.labels == other.labels
             && self.taints.len() == other.taints.len()
@@ -89,7 +88,7 @@ impl PartialEq for NodeView {
                 .taints
                 .iter()
                 .zip(&other.taints)
-                .all(|(a, b)| taint(a) == taint(b))
+                .all(|(a, b)| a.key == b.key && a.value == b.value && a.effect == b.effect)
     }
 }
 

@@ -1062,9 +1062,6 @@ fn purge(st: &mut State, id: &str) {
     });
 }
 
-/// Moves a machine to `phase` with the deadline of that phase, records timestamps, releases
-/// its address and its quota when it terminates (its record then lives until the retention
-/// deadline), and announces the change.
 /// Whether `ev` is the cloud stopping or failing a machine on its own.
 fn interrupted(ev: &MachineEvent) -> bool {
     let status = &ev.machine.status;
@@ -1076,6 +1073,9 @@ fn interrupted(ev: &MachineEvent) -> bool {
         && status.reason != Some(MachineReason::Deleted)
 }
 
+/// Moves a machine to `phase` with the deadline of that phase, records timestamps, releases
+/// its address and its quota when it terminates (its record then lives until the retention
+/// deadline), and announces the change.
 fn set_phase(
     st: &mut State,
     id: &str,
