@@ -17,7 +17,9 @@
 //! then on) and then purges, in small chunks between write batches, every row with
 //! `rev <= c` that a read at or after `c` can no longer need: tombstones, and rows replaced by
 //! a write at or before `c`. Rows still live at `c` stay, so lists at `c` and later, and the
-//! `prev` of every event after `c`, keep working.
+//! `prev` of every event after `c`, keep working. The purge walks only the log written since
+//! the previous one and follows each write's `prev_rev` to the row it replaced, so its cost
+//! is the number of writes since, never the number of keys.
 //!
 //! # Writes
 //!
@@ -1154,7 +1156,6 @@ impl Writer {
                 self.shared.revision.store(revision, Ordering::Release);
                 if compacted > self.compacted {
                     self.compacted = compacted;
-                    self.purge_next = 0;
                     self.shared.compacted.store(compacted, Ordering::Release);
                     tracing::info!(compacted, "sqlite store: compacted");
                 }
@@ -1253,13 +1254,19 @@ impl Writer {
         }
         if compacted > self.compacted {
             write_meta_value(&tx, "compacted", compacted)?;
-            write_meta_value(&tx, "purge_next", 0)?;
         }
         tx.commit()?;
         Ok((outcomes, events, revision, compacted))
     }
 
     /// Deletes one chunk of the rows no read at or after the compacted revision needs.
+    ///
+    /// A row stops being needed when a write at or before the compacted revision replaced it,
+    /// or when it is a tombstone at or before it. Every write records the row it replaced
+    /// (`prev_rev`), so the purge walks only the log written since the last purge, deleting
+    /// the rows those writes replaced and their tombstones: its cost follows the write rate,
+    /// not the number of keys, and a compaction never re-reads history an earlier one
+    /// already purged.
     fn purge_chunk(&mut self) -> rusqlite::Result<()> {
         let tx = self
             .conn
@@ -1271,22 +1278,26 @@ impl Writer {
             .query_row(params![lo, PURGE_CHUNK], |row| row.get(0))
             .optional()?;
         let hi = boundary.map_or(to + 1, |b| b.min(to + 1));
-        let deleted = tx
+        // The subquery is not correlated: SQLite collects the replaced revisions before it
+        // deletes any row, so a chunk holding both a write and the write it replaced loses
+        // neither link.
+        let replaced = tx
             .prepare_cached(
                 "DELETE FROM log
-                  WHERE rev >= ?1 AND rev < ?2 AND rev <= ?3
-                    AND (deleted = 1
-                         OR EXISTS (SELECT 1 FROM log x
-                                     WHERE x.key = log.key AND x.rev > log.rev AND x.rev <= ?3))",
+                  WHERE rev IN (SELECT prev_rev FROM log
+                                 WHERE rev >= ?1 AND rev < ?2 AND prev_rev IS NOT NULL)",
             )?
-            .execute(params![lo, hi, to])?;
+            .execute(params![lo, hi])?;
+        let tombstones = tx
+            .prepare_cached("DELETE FROM log WHERE rev >= ?1 AND rev < ?2 AND deleted = 1")?
+            .execute(params![lo, hi])?;
         write_meta_value(&tx, "purge_next", hi)?;
         tx.commit()?;
         self.purge_next = hi;
         tracing::debug!(
             from = lo,
             to = hi,
-            deleted,
+            deleted = replaced + tombstones,
             "sqlite store: purged compacted history"
         );
         Ok(())

@@ -298,26 +298,7 @@ async fn compaction_purges_history_but_keeps_what_later_reads_need() {
 
     // The purge runs in the background: wait until the log holds only what is still needed
     // (the 25 rows live at the compacted revision and the 25 updates after it).
-    let conn = rusqlite::Connection::open(&path).expect("open file");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows: i64 = conn
-            .query_row("SELECT count(*) FROM log", [], |r| r.get(0))
-            .expect("count");
-        if rows == 50 {
-            break;
-        }
-        assert!(
-            rows > 50,
-            "the purge removed rows still needed: {rows} left"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the purge did not finish: {rows} rows left"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(conn);
+    wait_for_log_rows(&path, 50).await;
     store.check_integrity().await.expect("integrity");
 
     let at = store
@@ -351,6 +332,99 @@ async fn compaction_purges_history_but_keeps_what_later_reads_need() {
             assert_eq!(ev.prev.map(|p| p.value), Some(b("99")));
         }
     }
+}
+
+/// Waits until the purge has brought the log of the store file at `path` down to `expected`
+/// rows, failing if it ever removes more.
+async fn wait_for_log_rows(path: &Path, expected: i64) {
+    let conn = rusqlite::Connection::open(path).expect("open file");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM log", [], |r| r.get(0))
+            .expect("count");
+        if rows == expected {
+            return;
+        }
+        assert!(
+            rows > expected,
+            "the purge removed rows still needed: {rows} left, {expected} needed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the purge did not finish: {rows} rows left, {expected} needed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_compaction_purges_what_was_replaced_since_the_last_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let mut revs = BTreeMap::new();
+    for i in 0..20 {
+        let key = format!("/lc/{i:02}");
+        let r = store.create(&key, b("0")).await.expect("create");
+        revs.insert(key, r);
+    }
+    let first = store.current_revision().await.expect("revision");
+    store.compact(first).await.expect("compact");
+    wait_for_log_rows(&path, 20).await;
+
+    // Rows live at the first compaction are replaced, deleted and recreated after it.
+    let mut expected = BTreeMap::new();
+    for (i, (key, r)) in revs.iter().enumerate() {
+        match i % 4 {
+            0 | 1 => {
+                let r = store.update(key, b("1"), *r).await.expect("update");
+                store.update(key, b("2"), r).await.expect("update");
+                expected.insert(key.clone(), b("2"));
+            }
+            2 => {
+                store.delete(key, Some(*r)).await.expect("delete");
+            }
+            _ => {
+                expected.insert(key.clone(), b("0"));
+            }
+        }
+    }
+    store
+        .delete("/lc/02", None)
+        .await
+        .expect_err("already deleted");
+    store.create("/lc/02", b("again")).await.expect("recreate");
+    expected.insert("/lc/02".to_string(), b("again"));
+    for i in 20..23 {
+        let key = format!("/lc/{i:02}");
+        store.create(&key, b("new")).await.expect("create");
+        expected.insert(key, b("new"));
+    }
+    let second = store.current_revision().await.expect("revision");
+    store.compact(second).await.expect("compact");
+    // The purge goes on after a restart from where it was.
+    store.close();
+    let store = SqliteStore::open(&path).expect("reopen");
+    wait_for_log_rows(&path, i64::try_from(expected.len()).expect("small")).await;
+    store.check_integrity().await.expect("integrity");
+
+    let at = store
+        .list(
+            "/lc/",
+            ListOptions {
+                revision: Some(second),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list at the compacted revision");
+    let got: BTreeMap<String, Bytes> = at.items.into_iter().map(|kv| (kv.key, kv.value)).collect();
+    assert_eq!(got, expected);
+    assert!(matches!(
+        store.watch("/lc/", first).await.map(|_| ()),
+        Err(StoreError::Compacted { .. })
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
