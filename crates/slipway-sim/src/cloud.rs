@@ -30,7 +30,7 @@ use slipway_provider::{
     Provider, ProviderError, ResourceKind, Result, Subnet, SubnetSpec, Tags, tags_match,
     usable_addresses,
 };
-use slipway_store::sqlite::SqliteStore;
+use slipway_store::sqlite::{Durability, SqliteStore};
 use slipway_store::{ListOptions, Revision, Store, StoreError};
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -413,7 +413,10 @@ impl SimCloud {
             std::fs::create_dir_all(dir)
                 .map_err(|e| SimError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let store = SqliteStore::open(&path)?;
+        // The simulated cloud stands in for a provider's own state: it must survive the
+        // process being killed (the crash tests do that), not a power loss of this machine,
+        // so its commits skip the fsync.
+        let store = SqliteStore::open_with(&path, Durability::ProcessCrash)?;
         let listed = store.list(PREFIX, ListOptions::default()).await?;
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);

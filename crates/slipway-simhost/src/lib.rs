@@ -33,7 +33,7 @@ use slipway_apiserver::{Surface, spawn_https};
 use slipway_registry::cache::SharedWatch;
 use slipway_registry::keys::Keys;
 use slipway_registry::{Registry, RegistryConfig, keys};
-use slipway_store::sqlite::SqliteStore;
+use slipway_store::sqlite::{Durability, SqliteStore};
 use slipway_store::{ListOptions, Store, StoreError};
 use tokio::net::TcpListener;
 
@@ -126,7 +126,12 @@ impl WorkloadHost {
             path: config.dir.clone(),
             source: e,
         })?;
-        let sqlite = Arc::new(SqliteStore::open(&config.dir.join("workloads.db"))?);
+        // The simulated clusters' state survives the process being killed; like a real
+        // cluster's etcd it is not the platform's record, so it skips the fsync per commit.
+        let sqlite = Arc::new(SqliteStore::open_with(
+            &config.dir.join("workloads.db"),
+            Durability::ProcessCrash,
+        )?);
         let store: Arc<dyn Store> = Arc::clone(&sqlite) as Arc<dyn Store>;
         let defs: Vec<Arc<ResourceDef>> = defs.into_iter().map(Arc::new).collect();
         let tenants = Tenants::new(Surface::new(&defs));

@@ -1,4 +1,5 @@
-//! The embedded backend: one SQLite file (bundled SQLite, WAL, `synchronous=FULL`).
+//! The embedded backend: one SQLite file (bundled SQLite, WAL, `synchronous=FULL` unless
+//! opened with [`Durability::ProcessCrash`]).
 //!
 //! # Model
 //!
@@ -26,7 +27,8 @@
 //! One dedicated writer thread owns the only writing connection. It drains every queued
 //! request into one transaction (group commit: one fsync for the whole batch), checks each
 //! request's precondition on its own (a failed compare-and-swap only fails that request), and
-//! acknowledges the requests only after `COMMIT` returned, so an acknowledged write is on disk.
+//! acknowledges the requests only after `COMMIT` returned, so an acknowledged write is on disk
+//! (in the WAL file, and fsynced unless the store was opened with [`Durability::ProcessCrash`]).
 //! After the commit it publishes the batch's events to the in-process watchers.
 //!
 //! # Reads and watches
@@ -99,6 +101,21 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      INSERT INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0), ('purge_next', 1);",
 ];
+
+/// What a committed (acknowledged) write survives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit is on disk before it is acknowledged (`synchronous=FULL`): it survives a
+    /// crash of the process, of the OS and a power loss. The platform's store.
+    #[default]
+    PowerLoss,
+    /// A commit is in the WAL file but not yet fsynced (`synchronous=NORMAL`): it survives a
+    /// crash of the process (kill -9); an OS crash or a power loss may roll back the last
+    /// commits, never corrupt the file. For stores that stand in for systems outside the
+    /// platform, such as the simulator's cloud and clusters, which need the first and not
+    /// the cost of the second.
+    ProcessCrash,
+}
 
 /// A revisioned key/value store in one SQLite file. See the [module docs](self).
 ///
@@ -351,8 +368,15 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in the SQLite file at `path`.
+    /// Opens (creating if needed) the store in the SQLite file at `path`, every commit
+    /// durable against a power loss ([`Durability::PowerLoss`]).
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, Durability::PowerLoss)
+    }
+
+    /// Opens (creating if needed) the store in the SQLite file at `path` with the given
+    /// durability of its commits.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<SqliteStore> {
         let lock_path = {
             let mut p = path.as_os_str().to_owned();
             p.push(".lock");
@@ -408,6 +432,10 @@ impl SqliteStore {
             .map_err(db_error)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(db_error)?;
+        if durability == Durability::ProcessCrash {
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_error)?;
+        }
         // Checkpoints (which fsync the database file) run on their own thread, off the
         // write path; see `checkpoint_loop`.
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
