@@ -316,15 +316,33 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     let quiet = Duration::from_secs(60);
     let mut idle = Vec::new();
     let writes_before = revisions().await;
+    // What ran in each minute: the controllers' reconciles and the simulator's cluster syncs
+    // (applied, or skipped because nothing of the cluster had changed).
+    let activity = || {
+        let (applied, skipped) = world.sync_counts();
+        (
+            metrics.reconciles("cluster", "success") + metrics.reconciles("cluster", "error"),
+            metrics.reconciles("machine", "success") + metrics.reconciles("machine", "error"),
+            applied,
+            skipped,
+        )
+    };
     for minute in 0..args.idle_minutes {
         let before = cpu_seconds().unwrap_or(0.0);
+        let was = activity();
         tokio::time::sleep(quiet).await;
         let share = (cpu_seconds().unwrap_or(0.0) - before) / quiet.as_secs_f64();
+        let now = activity();
         if args.idle_minutes > 2 {
             println!(
-                "  idle minute {}: {:.1}% of a core",
+                "  idle minute {}: {:.1}% of a core ({} Cluster and {} Machine reconciles; \
+                 simulator: {} cluster syncs applied, {} skipped)",
                 minute + 1,
-                share * 100.0
+                share * 100.0,
+                now.0 - was.0,
+                now.1 - was.1,
+                now.2 - was.2,
+                now.3 - was.3,
             );
         }
         idle.push(share);
