@@ -10,20 +10,6 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Turns transparent huge pages off for the process. mimalloc asks for huge pages on its
-/// arenas, and a fleet's heap is millions of small objects that live long and scatter over
-/// them: a huge page stays resident whole for one live object. Without them a 1,000-cluster
-/// fleet peaked at 7% less memory for the same CPU (docs/benchmarks.md).
-fn no_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
-        // Only memory is at stake; say so and go on.
-        eprintln!(
-            "slipway: cannot turn transparent huge pages off ({e}); memory use may be higher"
-        );
-    }
-}
-
 mod bench;
 mod bench_fleet;
 mod bench_sim;
@@ -176,7 +162,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    no_transparent_huge_pages();
     let cli = Cli::parse();
     // The client commands print what they did; their logs are only for trouble.
     let default_log = if matches!(cli.command, Command::Client(_)) {
