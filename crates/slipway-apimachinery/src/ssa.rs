@@ -636,7 +636,197 @@ pub fn track_update(
     scope: Scope,
     now: &str,
 ) -> Value {
-    let root = Ty::Root { schema, scope };
+    #[cfg(test)]
+    let expected = track_update_decoded(old, new.clone(), schema, manager, scope, now);
+    let out = match stored_entries(old, &mut new, scope) {
+        Some(stored) => track_update_stored(old, new, stored, schema, manager, scope, now),
+        None => track_update_decoded(old, new, schema, manager, scope, now),
+    };
+    #[cfg(test)]
+    assert_eq!(
+        serde_json::to_string(&out).ok(),
+        serde_json::to_string(&expected).ok(),
+        "the in-place managedFields update must write what decoding them all writes"
+    );
+    out
+}
+
+/// The stored managedFields entries the update starts from, as stored, when that is what
+/// decoding would start from too: a `/status` write (whatever the request carries), or a
+/// write whose request carries no managedFields or the stored ones unchanged (a patch
+/// merged over the stored object). Taken out of `new` when it holds them, else copied.
+/// None when the request sent other entries: those are decoded, strictly.
+fn stored_entries(old: Option<&Value>, new: &mut Value, scope: Scope) -> Option<Vec<Value>> {
+    let stored: &[Value] = match old.and_then(|o| o.pointer("/metadata/managedFields")) {
+        None => &[],
+        Some(Value::Array(items)) => items,
+        Some(_) => return None,
+    };
+    let sent = new.pointer_mut("/metadata/managedFields");
+    match sent {
+        Some(Value::Array(items)) if items.as_slice() == stored && !is_reset(items) => {
+            Some(std::mem::take(items))
+        }
+        _ if scope == Scope::Status => Some(stored.to_vec()),
+        None | Some(Value::Null) => Some(stored.to_vec()),
+        Some(_) => None,
+    }
+}
+
+/// [`track_update`] over the stored entries without decoding them: every stored list was
+/// written by [`write_managed_fields`] (or by an apply, which writes through it too), so it
+/// is canonical, sorted and without duplicates. Only the entries the write takes fields from,
+/// and the writer's own when it gains fields, are decoded and written again; the others
+/// stay as stored, byte for byte, which is what decoding and encoding them would give.
+fn track_update_stored(
+    old: Option<&Value>,
+    mut new: Value,
+    mut entries: Vec<Value>,
+    schema: &Value,
+    manager: &str,
+    scope: Scope,
+    now: &str,
+) -> Value {
+    let empty = Value::Object(Map::new());
+    let old_obj = old.unwrap_or(&empty);
+    let (changed, removed) = changes(old_obj, &new, schema, scope);
+    if changed.is_empty() && removed.is_empty() && entries.is_empty() {
+        write_managed_fields(&mut new, Vec::new());
+        return new;
+    }
+    let api_version = if changed.is_empty() {
+        String::new()
+    } else {
+        writer_api_version(old_obj, &new)
+    };
+    let subresource = scope.subresource();
+    let mut own_found = false;
+    let mut edited = false;
+    let entry_path = FieldPath::root("metadata").child("managedFields");
+    for (i, entry) in entries.iter_mut().enumerate() {
+        let own = !changed.is_empty()
+            && !own_found
+            && raw_entry_is(entry, manager, Operation::Update, &api_version, subresource);
+        own_found |= own;
+        let fields = entry.get("fieldsV1").unwrap_or(&Value::Null);
+        let owns_any = |set: &FieldSet| set.iter().any(|p| fieldset::fields_v1_owns(fields, p));
+        let decode = owns_any(&removed)
+            || if own {
+                !changed.iter().all(|p| fieldset::fields_v1_owns(fields, p))
+            } else {
+                owns_any(&changed)
+            };
+        if decode {
+            edited = true;
+            *entry = match ManagedFieldsEntry::from_json(entry, &entry_path.index(i)) {
+                Ok(mut e) => {
+                    e.fields.remove_all(&changed);
+                    e.fields.remove_all(&removed);
+                    if own {
+                        e.fields.add_all(&changed);
+                        e.time = Some(now.to_string());
+                    }
+                    if e.fields.is_empty() {
+                        Value::Null
+                    } else {
+                        e.to_json()
+                    }
+                }
+                // Never for a stored entry; decoding would have skipped it.
+                Err(_) => Value::Null,
+            };
+        } else if own {
+            edited = true;
+            if let Some(m) = entry.as_object_mut() {
+                m.insert("time".into(), Value::String(now.to_string()));
+            }
+        }
+    }
+    if !changed.is_empty() && !own_found {
+        edited = true;
+        entries.push(
+            ManagedFieldsEntry {
+                manager: manager.to_string(),
+                operation: Operation::Update,
+                api_version,
+                time: Some(now.to_string()),
+                subresource: subresource.map(str::to_string),
+                fields: changed,
+            }
+            .to_json(),
+        );
+    }
+    if edited {
+        entries.retain(|e| !e.is_null());
+        entries.sort_by_cached_key(raw_entry_order);
+    }
+    if entries.is_empty() {
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.shift_remove("managedFields");
+        }
+    } else {
+        crate::meta::metadata_mut(&mut new).insert("managedFields".into(), Value::Array(entries));
+    }
+    new
+}
+
+/// What a write from `old` to `new` set (added or modified fields) and removed.
+fn changes(old: &Value, new: &Value, schema: &Value, scope: Scope) -> (FieldSet, FieldSet) {
+    let diff = compare(Some(old), Some(new), Ty::Root { schema, scope });
+    let mut changed = diff.modified;
+    changed.add_all(&diff.added);
+    (changed, diff.removed)
+}
+
+/// The API version an update's entry records: the request's, else the stored object's.
+fn writer_api_version(old: &Value, new: &Value) -> String {
+    new.get("apiVersion")
+        .or_else(|| old.get("apiVersion"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn raw_str<'a>(entry: &'a Value, name: &str) -> &'a str {
+    entry.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// [`ManagedFieldsEntry::is`] on a stored entry.
+fn raw_entry_is(
+    entry: &Value,
+    manager: &str,
+    operation: Operation,
+    api_version: &str,
+    subresource: Option<&str>,
+) -> bool {
+    let sub = Some(raw_str(entry, "subresource")).filter(|s| !s.is_empty());
+    raw_str(entry, "manager") == manager
+        && raw_str(entry, "operation") == operation.as_str()
+        && sub == subresource
+        && (operation == Operation::Apply || raw_str(entry, "apiVersion") == api_version)
+}
+
+/// [`sort_entries`]'s order, for stored entries.
+fn raw_entry_order(entry: &Value) -> (bool, i64, String, String, Option<String>) {
+    let time = entry.get("time").and_then(Value::as_str);
+    (
+        raw_str(entry, "operation") != Operation::Apply.as_str(),
+        time_seconds(time),
+        raw_str(entry, "manager").to_string(),
+        raw_str(entry, "apiVersion").to_string(),
+        Some(raw_str(entry, "subresource").to_string()).filter(|s| !s.is_empty()),
+    )
+}
+
+/// [`track_update`] by decoding every entry and writing them all again.
+fn track_update_decoded(
+    old: Option<&Value>,
+    mut new: Value,
+    schema: &Value,
+    manager: &str,
+    scope: Scope,
+    now: &str,
+) -> Value {
     let empty = Value::Object(Map::new());
     let old_obj = old.unwrap_or(&empty);
     let mut entries = match (scope, new.pointer("/metadata/managedFields")) {
@@ -648,20 +838,13 @@ pub fn track_update(
         },
     };
 
-    let diff = compare(Some(old_obj), Some(&new), root);
-    let mut changed = diff.modified;
-    changed.add_all(&diff.added);
+    let (changed, removed) = changes(old_obj, &new, schema, scope);
     for e in &mut entries {
         e.fields.remove_all(&changed);
-        e.fields.remove_all(&diff.removed);
+        e.fields.remove_all(&removed);
     }
     if !changed.is_empty() {
-        let api_version = new
-            .get("apiVersion")
-            .or_else(|| old_obj.get("apiVersion"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let api_version = writer_api_version(old_obj, &new);
         let subresource = scope.subresource();
         match entries
             .iter_mut()

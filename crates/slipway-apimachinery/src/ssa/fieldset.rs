@@ -357,6 +357,36 @@ impl FieldSet {
     }
 }
 
+/// Whether the `FieldsV1` JSON `raw` owns `path` (a node of it that is an owned leaf `{}` or
+/// carries `"."`), read in place: nothing is decoded. `raw` must be in the canonical form
+/// [`FieldSet::to_fields_v1`] writes, as every stored entry is.
+pub fn fields_v1_owns(raw: &Value, path: &Path) -> bool {
+    if path.0.is_empty() {
+        return false;
+    }
+    let mut node = raw;
+    let mut key = String::new();
+    for pe in &path.0 {
+        let Value::Object(map) = node else {
+            return false;
+        };
+        match pe {
+            PathElement::Field(name) => {
+                key.clear();
+                key.push_str("f:");
+                key.push_str(name);
+            }
+            other => key = other.to_fields_v1_key(),
+        }
+        match map.get(&key) {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    node.as_object()
+        .is_some_and(|m| m.is_empty() || m.contains_key("."))
+}
+
 impl FromIterator<Path> for FieldSet {
     fn from_iter<I: IntoIterator<Item = Path>>(iter: I) -> Self {
         FieldSet(iter.into_iter().collect())

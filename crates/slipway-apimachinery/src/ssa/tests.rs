@@ -1226,3 +1226,78 @@ fn conflicts_by_kind_of_field() {
         assert_eq!(got.as_deref(), want, "{cfg}");
     }
 }
+
+/// The in-place update of stored entries writes what decoding and encoding every entry
+/// writes, through a run of writes by several managers: fields gained, moved between
+/// managers, removed, a manager losing all it had, keyed and set lists, `/status` writes,
+/// a write that changes nothing, and requests with and without the stored entries.
+#[test]
+fn updating_stored_entries_in_place_matches_decoding_them_all() {
+    let step = |live: &Value, new: Value, manager: &str, scope: Scope, now: &str| {
+        let decoded = track_update_decoded(Some(live), new.clone(), &schema(), manager, scope, now);
+        let mut request = new;
+        let stored = stored_entries(Some(live), &mut request, scope)
+            .expect("the request carries the stored entries or none");
+        let in_place =
+            track_update_stored(Some(live), request, stored, &schema(), manager, scope, now);
+        assert_eq!(
+            serde_json::to_string(&in_place).unwrap(),
+            serde_json::to_string(&decoded).unwrap(),
+            "{manager} at {now}"
+        );
+        in_place
+    };
+    let without_entries = |obj: &Value| {
+        let mut obj = obj.clone();
+        obj["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        obj
+    };
+
+    let live = ok(None, &cluster_config(), "kubectl", T1);
+    // Another manager scales a pool and adds a feature (a set list) and a label.
+    let mut new = live.clone();
+    new["spec"]["nodePools"][0]["replicas"] = json!(5);
+    new["spec"]["features"] = json!(["gpu", "spot"]);
+    new["metadata"]["labels"]["team"] = json!("payments");
+    let live = step(&live, new, "autoscaler", Scope::Main, T2);
+    // The status writer, twice: conditions (a keyed list), then one condition more.
+    let mut new = live.clone();
+    new["status"] =
+        json!({"phase": "Provisioning", "conditions": [{"type": "Ready", "status": "False"}]});
+    let live = step(&live, new, "controller", Scope::Status, T2);
+    let mut new = without_entries(&live);
+    new["status"] = json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}, {"type": "NodePoolsReady", "status": "True"}]});
+    let live = step(&live, new, "controller", Scope::Status, T3);
+    // The applier's field taken by an editor, whose request carries no entries.
+    let mut new = without_entries(&live);
+    new["spec"]["version"] = json!("1.34.0");
+    new["spec"]["nodePools"][0]["replicas"] = json!(4);
+    let live = step(&live, new, "kubectl-edit", Scope::Main, T3);
+    // Everything the autoscaler had goes: its entry goes with it.
+    let mut new = live.clone();
+    new["spec"].as_object_mut().unwrap().remove("features");
+    new["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("team");
+    new["spec"]["nodePools"][0]["replicas"] = json!(6);
+    let live = step(&live, new, "kubectl-edit", Scope::Main, T3);
+    assert!(entry(&live, "autoscaler", "Update").is_none());
+    // A write that changes nothing, and a status write that drops a condition.
+    let live = step(&live, live.clone(), "other", Scope::Main, T3);
+    let mut new = live.clone();
+    new["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    let live = step(&live, new, "controller", Scope::Status, T1);
+    assert_eq!(
+        managers(&live),
+        [
+            "kubectl:Apply",
+            "controller:Update/status",
+            "kubectl-edit:Update"
+        ]
+    );
+}
