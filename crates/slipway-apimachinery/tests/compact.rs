@@ -9,6 +9,15 @@ use slipway_apimachinery::compact::compact;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
+/// The counts are global: one measuring test at a time.
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn measuring() -> std::sync::MutexGuard<'static, ()> {
+    MEASURING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Bytes held at the end of `region` more than at its start.
 fn held(region: &Region<'_, System>) -> isize {
     let s = region.change();
@@ -20,6 +29,7 @@ const NODE: &str = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1","
 
 #[test]
 fn a_compacted_object_holds_far_less_memory_and_is_the_same_object() {
+    let _one = measuring();
     let region = Region::new(GLOBAL);
     let mut node: serde_json::Value = serde_json::from_str(NODE).expect("decode");
     let decoded = held(&region);
@@ -33,5 +43,29 @@ fn a_compacted_object_holds_far_less_memory_and_is_the_same_object() {
     assert!(
         compacted * 100 < decoded * 85,
         "decoded {decoded} bytes, compacted {compacted}"
+    );
+}
+
+#[test]
+fn parsing_fitted_holds_what_parsing_and_compacting_holds() {
+    let _one = measuring();
+    let mut compacted: serde_json::Value = serde_json::from_str(NODE).expect("decode");
+    compact(&mut compacted);
+    let region = Region::new(GLOBAL);
+    let mut node: serde_json::Value = serde_json::from_str(NODE).expect("decode");
+    compact(&mut node);
+    let by_compacting = held(&region);
+    drop(node);
+    let region = Region::new(GLOBAL);
+    let fitted = slipway_apimachinery::compact::from_slice_fitted(NODE.as_bytes()).expect("decode");
+    let by_fitting = held(&region);
+    assert_eq!(
+        serde_json::to_string(&fitted).expect("encode"),
+        serde_json::to_string(&compacted).expect("encode")
+    );
+    // One map slot more, for the resourceVersion a reader stamps into `metadata`.
+    assert!(
+        by_fitting <= by_compacting + 256,
+        "compacted {by_compacting} bytes, fitted {by_fitting}"
     );
 }

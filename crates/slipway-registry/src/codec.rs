@@ -66,11 +66,12 @@ pub fn decode(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
-/// [`decode`] for an object that is kept (the watch cache's): shrunk to fit
-/// ([`slipway_apimachinery::compact`]).
+/// [`decode`] for an object that is kept (the watch cache's): parsed shrunk to fit
+/// ([`slipway_apimachinery::compact::from_slice_fitted`]).
 pub fn decode_kept(bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
-    let mut obj = decode(bytes, revision)?;
-    slipway_apimachinery::compact::compact(&mut obj);
+    let mut obj = slipway_apimachinery::compact::from_slice_fitted(bytes)
+        .map_err(|e| ApiError::internal(format!("decoding stored object: {e}")))?;
+    set_resource_version(&mut obj, revision);
     Ok(obj)
 }
 
