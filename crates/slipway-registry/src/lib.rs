@@ -382,6 +382,15 @@ impl Registry {
         self.cache.ownership_epoch()
     }
 
+    /// [`Self::ownership_epoch`] once the watch cache has applied every write the store had
+    /// committed when this was called (a consistent read, as [`Self::get_shared`]): a writer
+    /// that counts its own creations and deletions sees all of them in it.
+    pub async fn ownership_epoch_settled(&self) -> Result<u64, ApiError> {
+        let current = self.store.current_revision().await.map_err(store_error)?;
+        self.cache.wait_for(current, self.config.cache_wait).await?;
+        Ok(self.cache.ownership_epoch())
+    }
+
     /// Compact the store and the watch cache's window to `revision`.
     pub async fn compact(&self, revision: Revision) -> Result<(), ApiError> {
         self.store.compact(revision).await.map_err(store_error)?;

@@ -293,20 +293,21 @@ impl World {
         self.ensure_component(cluster);
         // The sync's own creations and deletions move the ownership epoch, one each. When
         // the epoch moved by exactly that much, the sync's outcome is the state it left, and
-        // the next pass can skip the cluster. Otherwise (someone else changed an object, or
-        // the cache has not applied all of the sync's writes yet) the epoch read before the
-        // sync is kept, and the next pass applies once more and finds nothing to do: a change
-        // made during the sync is never mistaken for one the sync saw. (Were the epoch to
-        // match with an outside change counted and one of the sync's own not yet applied,
-        // that write's arrival moves it past the recorded value again.)
+        // the next pass can skip the cluster. Otherwise (someone else changed an object) the
+        // epoch read before the sync is kept, and the next pass applies once more and finds
+        // nothing to do: a change made during the sync is never mistaken for one the sync
+        // saw. The epoch after is read once the cache holds every write committed so far,
+        // the sync's own included: under load the cache applies them a moment after they
+        // commit, and a read before that kept the epoch from before, so that the next full
+        // pass applied the cluster again for nothing. (Were the epoch to match with an
+        // outside change counted and one of the sync's own missing, that write's arrival
+        // moves it past the recorded value again.)
         if let Some((revision, before)) = inputs
             && let Some(registry) = self.host.registry(cluster)
         {
-            let after = registry.ownership_epoch();
-            let epoch = if after == before + made {
-                after
-            } else {
-                before
+            let epoch = match registry.ownership_epoch_settled().await {
+                Ok(after) if after == before + made => after,
+                _ => before,
             };
             lock(&self.synced).insert(cluster.to_string(), (revision, epoch));
         }
