@@ -690,10 +690,6 @@ fn track_update_stored(
     let empty = Value::Object(Map::new());
     let old_obj = old.unwrap_or(&empty);
     let (changed, removed) = changes(old_obj, &new, schema, scope);
-    if changed.is_empty() && removed.is_empty() && entries.is_empty() {
-        write_managed_fields(&mut new, Vec::new());
-        return new;
-    }
     let api_version = if changed.is_empty() {
         String::new()
     } else {
