@@ -235,6 +235,19 @@ pub async fn crud_and_typed_errors(f: Fixture) {
         .expect("replace");
     assert_eq!(replaced["data"]["k"], "v2");
     assert_ne!(rv(&replaced), rv(&got));
+    // The version alone: the object's uid and resourceVersion, and a 404 as `get`'s.
+    let version = c
+        .get_version(&res, Some("default"), "a")
+        .await
+        .expect("get_version");
+    assert_eq!(version, crate::ObjectVersion::of(&replaced));
+    assert_eq!(version.resource_version, rv(&replaced));
+    assert!(!version.uid.is_empty());
+    let e = c
+        .get_version(&res, Some("default"), "missing")
+        .await
+        .expect_err("get_version missing");
+    assert!(e.is_not_found(), "{e}");
     // `changed` still carries the old resourceVersion: a stale replace conflicts.
     let e = c
         .replace(&res, Some("default"), "a", changed, &pp)

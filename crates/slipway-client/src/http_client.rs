@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::{
     ApiResource, Client, DeleteParams, Deleted, Error, FENCE_HEADER, Fence, ListParams, ObjectList,
-    Patch, PatchParams, PostParams, Result, Status, Subresource, WatchEvent, WatchParams,
-    WatchStream,
+    ObjectVersion, Patch, PatchParams, PostParams, Result, Status, Subresource, WatchEvent,
+    WatchParams, WatchStream,
 };
 
 /// A [`Client`] over HTTP(S) with kube-rs: our API server, a simulated workload cluster, or
@@ -114,6 +114,20 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
 impl Client for Http {
     async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Arc<Value>> {
         to_shared(self.api(res, ns)?.get(name).await?)
+    }
+
+    async fn get_version(
+        &self,
+        res: &ApiResource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<ObjectVersion> {
+        // Only the metadata crosses the wire (a `PartialObjectMetadata`).
+        let meta = self.api(res, ns)?.get_metadata(name).await?.metadata;
+        Ok(ObjectVersion {
+            uid: meta.uid.unwrap_or_default(),
+            resource_version: meta.resource_version.unwrap_or_default(),
+        })
     }
 
     async fn list(

@@ -10,9 +10,9 @@ use slipway_apimachinery::{ApiError, ResourceDef};
 use slipway_registry::{self as registry, Registry};
 
 use crate::{
-    ApiResource, Client, DeleteParams, Deleted, Error, Fence, ListParams, ObjectList, Patch,
-    PatchParams, PostParams, Propagation, Result, Status, Subresource, WatchEvent, WatchParams,
-    WatchStream,
+    ApiResource, Client, DeleteParams, Deleted, Error, Fence, ListParams, ObjectList,
+    ObjectVersion, Patch, PatchParams, PostParams, Propagation, Result, Status, Subresource,
+    WatchEvent, WatchParams, WatchStream,
 };
 
 /// A [`Client`] straight to a [`Registry`] in this process: same semantics as the HTTP API
@@ -113,6 +113,20 @@ impl Client for InProcess {
     async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Arc<Value>> {
         let def = self.def(res)?;
         Ok(self.registry.get_shared(&def, res.scope(ns), name).await?)
+    }
+
+    async fn get_version(
+        &self,
+        res: &ApiResource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<ObjectVersion> {
+        let def = self.def(res)?;
+        let (uid, revision) = self.registry.get_version(&def, res.scope(ns), name).await?;
+        Ok(ObjectVersion {
+            uid: uid.into(),
+            resource_version: revision.to_string(),
+        })
     }
 
     async fn list(

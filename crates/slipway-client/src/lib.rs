@@ -42,8 +42,8 @@ pub use http_client::Http;
 pub use in_process::InProcess;
 pub use slipway_registry::{FENCE_HEADER, FENCED_REASON, Fence};
 pub use types::{
-    ApiResource, DeleteParams, Deleted, ListParams, ObjectList, Patch, PatchParams, PostParams,
-    Propagation, Subresource, WatchEvent, WatchParams, WatchStream,
+    ApiResource, DeleteParams, Deleted, ListParams, ObjectList, ObjectVersion, Patch, PatchParams,
+    PostParams, Propagation, Subresource, WatchEvent, WatchParams, WatchStream,
 };
 
 /// Untyped access to a Kubernetes-style API. Object-safe: controllers hold an
@@ -56,6 +56,19 @@ pub trait Client: Send + Sync + 'static {
     /// One object; [`Error::Api`] with code 404 when it does not exist (see
     /// [`Error::is_not_found`], or [`Api::get_opt`]).
     async fn get(&self, res: &ApiResource, ns: Option<&str>, name: &str) -> Result<Arc<Value>>;
+
+    /// The uid and resourceVersion of one object (404 as [`Client::get`]): for a reader that
+    /// keeps something derived from an object and asks only whether it changed. Clients that
+    /// can answer without the whole object (the in-process one reads it off the watch cache,
+    /// undecoded) override the default, which reads the object.
+    async fn get_version(
+        &self,
+        res: &ApiResource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<ObjectVersion> {
+        Ok(ObjectVersion::of(&*self.get(res, ns, name).await?))
+    }
 
     /// One page of objects (every object when `params.limit` is unset).
     async fn list(

@@ -189,6 +189,31 @@ pub struct DeleteParams {
     pub propagation: Option<Propagation>,
 }
 
+/// Which version of an object a reader saw ([`Client::get_version`](crate::Client::get_version)):
+/// a new uid is a different object under the same name, a new resourceVersion a change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ObjectVersion {
+    pub uid: String,
+    pub resource_version: String,
+}
+
+impl ObjectVersion {
+    /// The version of `obj` (empty strings for what it lacks).
+    pub fn of(obj: &Value) -> Self {
+        let meta = |field: &str| {
+            obj.get("metadata")
+                .and_then(|m| m.get(field))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        Self {
+            uid: meta("uid"),
+            resource_version: meta("resourceVersion"),
+        }
+    }
+}
+
 /// What a delete did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Deleted {

@@ -114,8 +114,12 @@ pub struct Context {
     pub(crate) expectations: expectations::Expectations,
     /// Per kubeconfig Secret (`namespace/name`): its uid and resourceVersion, and the
     /// credentials parsed from that version ([`Context::credentials`]).
-    credentials:
-        std::sync::Mutex<std::collections::HashMap<String, (String, Arc<cluster::Credentials>)>>,
+    credentials: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (slipway_client::ObjectVersion, Arc<cluster::Credentials>),
+        >,
+    >,
     /// Per Cluster uid: the generation whose network, subnets and load balancer were last
     /// found or made at the provider, when, and the load balancer.
     infrastructure: std::sync::Mutex<
@@ -189,8 +193,9 @@ impl Context {
     }
 
     /// The credentials in cluster `cluster`'s `<name>-kubeconfig` Secret. Both controllers
-    /// read them on nearly every reconcile; the Secret is read shared, and decoded and parsed
-    /// only when its version is one this context has not parsed yet.
+    /// read them on nearly every reconcile: the Secret's version is read first (off the
+    /// watch cache, undecoded, in process), and the Secret itself is read, decoded and parsed
+    /// only when that version is one this context has not parsed yet.
     pub(crate) async fn credentials(
         &self,
         ns: &str,
@@ -200,26 +205,30 @@ impl Context {
         let name = cluster::kubeconfig_secret_name(cluster);
         let key = format!("{ns}/{name}");
         let res = slipway_client::ApiResource::of::<k8s_openapi::api::core::v1::Secret>();
-        let shared = match self.client.get(&res, Some(ns), &name).await {
-            Ok(s) => s,
-            Err(e) if e.is_not_found() => {
+        let missing = |e: &slipway_client::Error| {
+            let gone = e.is_not_found();
+            if gone {
                 lock(&self.credentials).remove(&key);
-                return Ok(SecretCredentials::Missing);
             }
+            gone
+        };
+        let version = match self.client.get_version(&res, Some(ns), &name).await {
+            Ok(v) => v,
+            Err(e) if missing(&e) => return Ok(SecretCredentials::Missing),
             Err(e) => return Err(e.into()),
         };
-        let meta = |field: &str| {
-            shared
-                .pointer(&format!("/metadata/{field}"))
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-        };
-        let version = format!("{}/{}", meta("uid"), meta("resourceVersion"));
         if let Some((seen, credentials)) = lock(&self.credentials).get(&key)
             && *seen == version
         {
             return Ok(SecretCredentials::Found(Arc::clone(credentials)));
         }
+        let shared = match self.client.get(&res, Some(ns), &name).await {
+            Ok(s) => s,
+            Err(e) if missing(&e) => return Ok(SecretCredentials::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        // The version of what was read, which may be newer than the one asked about.
+        let version = slipway_client::ObjectVersion::of(&shared);
         let secret: k8s_openapi::api::core::v1::Secret = serde::Deserialize::deserialize(&*shared)
             .map_err(|e| Error::Invalid(format!("Secret {key} does not decode: {e}")))?;
         let Some(credentials) = cluster::Credentials::from_secret(&secret).map(Arc::new) else {

@@ -662,6 +662,14 @@ impl WatchCache {
         Some(object)
     }
 
+    /// The uid and revision of the object at `key`, without decoding it.
+    pub fn version(&self, key: &str) -> Option<(Box<str>, Revision)> {
+        self.read()
+            .objects
+            .get(key)
+            .map(|kept| (kept.summary.uid.clone(), kept.revision))
+    }
+
     /// Point the cache at objects just decoded from its bytes (those still current), so that
     /// readers share them for as long as anyone holds them instead of decoding them again.
     fn remember<'a>(&self, fresh: impl IntoIterator<Item = (&'a str, Revision, &'a Arc<Value>)>) {

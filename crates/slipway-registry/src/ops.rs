@@ -65,17 +65,43 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
     ) -> Result<Arc<Value>, ApiError> {
-        let ns = scope(def, ns)?;
-        let key = self.keys.key(def, ns, name);
-        // A consistent read served from the watch cache once it has caught up with the
-        // store's current revision (as kube-apiserver's consistent reads from cache): what a
-        // read of the store would return, without reading and decoding it again.
-        let current = self.store.current_revision().await.map_err(store_error)?;
-        self.cache.wait_for(current, self.config.cache_wait).await?;
+        let key = self.caught_up(def, ns, name).await?;
         match self.cache.get(&key) {
             Some(obj) => Ok(obj),
             None => Err(ApiError::not_found(&def.plural, &def.group, name)),
         }
+    }
+
+    /// The uid and resourceVersion of one object, read as [`Registry::get_shared`] reads it
+    /// (consistently, from the watch cache) but without decoding the object: for a reader
+    /// that keeps something derived from an object and only needs to know whether it changed.
+    pub async fn get_version(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(Box<str>, Revision), ApiError> {
+        let key = self.caught_up(def, ns, name).await?;
+        self.cache
+            .version(&key)
+            .ok_or_else(|| ApiError::not_found(&def.plural, &def.group, name))
+    }
+
+    /// The key of one object, once the watch cache has caught up with the store's current
+    /// revision: a consistent read served from the cache (as kube-apiserver's consistent
+    /// reads from cache) sees what a read of the store would, without reading and decoding
+    /// it again.
+    async fn caught_up(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<String, ApiError> {
+        let ns = scope(def, ns)?;
+        let key = self.keys.key(def, ns, name);
+        let current = self.store.current_revision().await.map_err(store_error)?;
+        self.cache.wait_for(current, self.config.cache_wait).await?;
+        Ok(key)
     }
 
     /// List objects of a kind (in one namespace, or all when `ns` is `None`).
