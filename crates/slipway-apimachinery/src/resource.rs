@@ -43,6 +43,15 @@ pub trait Strategy: Send + Sync {
     fn printer_cell(&self, _column: &str, _obj: &Value) -> Option<Value> {
         None
     }
+
+    /// Whether a create keeps the status it carries (for a kind with a `/status`
+    /// subresource). Most kinds start without one, written later through `/status` by
+    /// their controller; a Node may be created with its status, as upstream's node strategy
+    /// allows, since the kubelet registers its Node with capacity and conditions in one
+    /// create.
+    fn status_on_create(&self) -> bool {
+        false
+    }
 }
 
 /// The strategy of a kind without special rules.

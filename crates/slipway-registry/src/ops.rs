@@ -292,6 +292,7 @@ impl Registry {
             meta_map.remove("generation");
         }
         if def.status_subresource
+            && !def.strategy.status_on_create()
             && let Some(map) = obj.as_object_mut()
         {
             map.remove("status");

@@ -351,3 +351,47 @@ async fn pods_select_by_node() {
         .collect();
     assert_eq!(names, ["a-1"]);
 }
+
+/// A Node keeps the status it is created with, as the kubelet registers it (kube-apiserver's
+/// node strategy allows every field on create); a Pod's is dropped, since its status is the
+/// kubelet's to write through `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_created_with_its_status_and_a_pod_without() {
+    let env = env().await;
+    let nodes = env.reg.resource("", "v1", "nodes").expect("nodes");
+    let status = json!({
+        "capacity": {"cpu": "4", "memory": "16Gi"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+    });
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "n1"},
+        "status": status,
+    });
+    let created = env
+        .reg
+        .create(&nodes, None, node, &opts())
+        .await
+        .expect("create node");
+    assert_eq!(created.object["status"], status);
+    let got = env.reg.get(&nodes, None, "n1").await.expect("get node");
+    assert_eq!(got["status"], status);
+
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p1"},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]},
+        "status": {"phase": "Running"},
+    });
+    let created = env
+        .reg
+        .create(&env.pods, Some("default"), pod, &opts())
+        .await
+        .expect("create pod");
+    assert_ne!(
+        created.object.pointer("/status/phase"),
+        Some(&json!("Running")),
+        "a Pod's status is not taken from its create: {}",
+        created.object
+    );
+}

@@ -524,6 +524,7 @@ async fn sync_nodes(
         }
         writes.push(
             async move {
+                // Registered with its status in one create, as the kubelet does.
                 let created = match registry
                     .create(nodes, None, want.clone(), &write_options())
                     .await
@@ -532,9 +533,10 @@ async fn sync_nodes(
                     Err(e) if e.code == 409 => return Ok(0),
                     Err(e) => return Err(e),
                 };
-                write_status(registry, nodes, created, &want["status"])
-                    .await
-                    .map(|()| 1)
+                if created["status"] != want["status"] {
+                    write_status(registry, nodes, created, &want["status"]).await?;
+                }
+                Ok(1)
             }
             .boxed(),
         );

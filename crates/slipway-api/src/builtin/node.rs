@@ -83,10 +83,15 @@ pub fn resource() -> ResourceDef {
 }
 
 /// Names are DNS subdomains; taints have a key and a known effect and are unique by
-/// key and effect; `spec.podCIDR` may not change once set.
+/// key and effect; `spec.podCIDR` may not change once set. A Node is created with its
+/// status, as the kubelet registers it (kube-apiserver's node strategy keeps it too).
 pub struct NodeStrategy;
 
 impl Strategy for NodeStrategy {
+    fn status_on_create(&self) -> bool {
+        true
+    }
+
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let spec = FieldPath::root("spec");
