@@ -27,8 +27,7 @@ use serde::{Deserialize, Serialize};
 use slipway_provider::{
     CLUSTER_TAG, CapacityType, Catalog, LoadBalancer, LoadBalancerSpec, Machine, MachinePatch,
     MachinePhase, MachineReason, MachineSpec, MachineStatus, MachineType, Network, NetworkSpec,
-    Provider, ProviderError, ResourceKind, Result, Subnet, SubnetSpec, Tags, tags_match,
-    usable_addresses,
+    Provider, ProviderError, ResourceKind, Result, Subnet, SubnetSpec, Tags, usable_addresses,
 };
 use slipway_store::sqlite::{Durability, SqliteStore};
 use slipway_store::{ListOptions, Revision, Store, StoreError};
@@ -610,12 +609,12 @@ impl SimCloud {
     pub fn list_tagged(&self, tag: &str, value: &str) -> Vec<Machine> {
         let selector: Tags = [(tag.to_string(), value.to_string())].into();
         let st = self.lock();
-        st.machine_tags
-            .candidates(&st.machines, &selector)
-            .into_iter()
-            .filter(|r| tags_match(&r.machine.spec.tags, &selector))
-            .map(|r| r.machine.clone())
-            .collect()
+        st.machine_tags.select(
+            &st.machines,
+            &selector,
+            |r| &r.machine.spec.tags,
+            |r| r.machine.clone(),
+        )
     }
 
     /// Every value tag `tag` has among the machines the cloud remembers.
@@ -1272,11 +1271,7 @@ impl Provider for SimCloud {
         let st = self.lock();
         Ok(st
             .network_tags
-            .candidates(&st.networks, selector)
-            .into_iter()
-            .filter(|n| tags_match(&n.spec.tags, selector))
-            .cloned()
-            .collect())
+            .select(&st.networks, selector, |n| &n.spec.tags, Clone::clone))
     }
 
     async fn delete_network(&self, id: &str) -> Result<()> {
@@ -1391,13 +1386,12 @@ impl Provider for SimCloud {
     async fn list_subnets(&self, selector: &Tags) -> Result<Vec<Subnet>> {
         self.admit()?;
         let st = self.lock();
-        Ok(st
-            .subnet_tags
-            .candidates(&st.subnets, selector)
-            .into_iter()
-            .filter(|s| tags_match(&s.stored.spec.tags, selector))
-            .map(SubnetState::view)
-            .collect())
+        Ok(st.subnet_tags.select(
+            &st.subnets,
+            selector,
+            |s| &s.stored.spec.tags,
+            SubnetState::view,
+        ))
     }
 
     async fn delete_subnet(&self, id: &str) -> Result<()> {
@@ -1522,11 +1516,7 @@ impl Provider for SimCloud {
         let lbs: Vec<LoadBalancer> = {
             let st = self.lock();
             st.lb_tags
-                .candidates(&st.lbs, selector)
-                .into_iter()
-                .filter(|lb| tags_match(&lb.spec.tags, selector))
-                .cloned()
-                .collect()
+                .select(&st.lbs, selector, |lb| &lb.spec.tags, Clone::clone)
         };
         Ok(lbs.into_iter().map(|lb| self.present(lb)).collect())
     }
@@ -1685,13 +1675,12 @@ impl Provider for SimCloud {
     async fn list_machines(&self, selector: &Tags) -> Result<Vec<Machine>> {
         self.admit()?;
         let st = self.lock();
-        Ok(st
-            .machine_tags
-            .candidates(&st.machines, selector)
-            .into_iter()
-            .filter(|r| tags_match(&r.machine.spec.tags, selector))
-            .map(|r| r.machine.clone())
-            .collect())
+        Ok(st.machine_tags.select(
+            &st.machines,
+            selector,
+            |r| &r.machine.spec.tags,
+            |r| r.machine.clone(),
+        ))
     }
 
     async fn delete_machine(&self, id: &str) -> Result<Machine> {

@@ -52,6 +52,28 @@ impl TagIndex {
             .collect()
     }
 
+    /// The resources of `all` that carry every tag of `selector` (`tags_of` gives a
+    /// resource's tags), each as `view` makes it, in id order. The result is sized once for
+    /// the candidates: an unfiltered list of a large cloud copies each resource once,
+    /// without the vector growing under it.
+    pub(crate) fn select<T, U>(
+        &self,
+        all: &BTreeMap<String, T>,
+        selector: &Tags,
+        tags_of: impl Fn(&T) -> &Tags,
+        view: impl FnMut(&T) -> U,
+    ) -> Vec<U> {
+        let candidates = self.candidates(all, selector);
+        let mut out = Vec::with_capacity(candidates.len());
+        out.extend(
+            candidates
+                .into_iter()
+                .filter(|r| slipway_provider::tags_match(tags_of(r), selector))
+                .map(view),
+        );
+        out
+    }
+
     /// The resources of `all` that may match `selector` (every one when it is empty; callers
     /// still check every tag of the selector), in id order.
     pub(crate) fn candidates<'a, T>(
@@ -95,12 +117,16 @@ mod tests {
             all.insert(id.to_string(), t);
         }
         let ids = |index: &TagIndex, all: &BTreeMap<String, Tags>, sel: &Tags| {
-            index
-                .candidates(all, sel)
-                .into_iter()
-                .filter(|t| slipway_provider::tags_match(t, sel))
-                .count()
+            index.select(all, sel, |t| t, Clone::clone).len()
         };
+        // Every tag of the selector must match, and the views come in id order.
+        let machines = index.select(
+            &all,
+            &tags(&[("cluster", "x")]),
+            |t| t,
+            |t| t["machine"].clone(),
+        );
+        assert_eq!(machines, ["1", "2"]);
         assert_eq!(ids(&index, &all, &tags(&[("cluster", "x")])), 2);
         assert_eq!(
             ids(&index, &all, &tags(&[("cluster", "x"), ("machine", "2")])),
