@@ -386,9 +386,16 @@ impl Registry {
     /// committed when this was called (a consistent read, as [`Self::get_shared`]): a writer
     /// that counts its own creations and deletions sees all of them in it.
     pub async fn ownership_epoch_settled(&self) -> Result<u64, ApiError> {
-        let current = self.store.current_revision().await.map_err(store_error)?;
-        self.cache.wait_for(current, self.config.cache_wait).await?;
+        self.cache_caught_up().await?;
         Ok(self.cache.ownership_epoch())
+    }
+
+    /// Wait until the watch cache has applied every write the store had committed when this
+    /// was called: what the cache then holds is what a read of the store would return (as
+    /// kube-apiserver's consistent reads from cache).
+    pub(crate) async fn cache_caught_up(&self) -> Result<(), ApiError> {
+        let current = self.store.current_revision().await.map_err(store_error)?;
+        self.cache.wait_for(current, self.config.cache_wait).await
     }
 
     /// Compact the store and the watch cache's window to `revision`.

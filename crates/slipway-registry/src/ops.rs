@@ -87,10 +87,9 @@ impl Registry {
             .ok_or_else(|| ApiError::not_found(&def.plural, &def.group, name))
     }
 
-    /// The key of one object, once the watch cache has caught up with the store's current
-    /// revision: a consistent read served from the cache (as kube-apiserver's consistent
-    /// reads from cache) sees what a read of the store would, without reading and decoding
-    /// it again.
+    /// The key of one object, once the watch cache has caught up with the store
+    /// ([`Registry::cache_caught_up`]): a read of it from the cache is consistent, without
+    /// reading and decoding the store again.
     async fn caught_up(
         &self,
         def: &ResourceDef,
@@ -99,8 +98,7 @@ impl Registry {
     ) -> Result<String, ApiError> {
         let ns = scope(def, ns)?;
         let key = self.keys.key(def, ns, name);
-        let current = self.store.current_revision().await.map_err(store_error)?;
-        self.cache.wait_for(current, self.config.cache_wait).await?;
+        self.cache_caught_up().await?;
         Ok(key)
     }
 
@@ -147,8 +145,7 @@ impl Registry {
         match params.resource_version.as_deref() {
             Some("0") => {}
             None | Some("") => {
-                let current = self.store.current_revision().await.map_err(store_error)?;
-                self.cache.wait_for(current, self.config.cache_wait).await?;
+                self.cache_caught_up().await?;
             }
             Some(rv) => {
                 let wanted = parse_resource_version(rv)?;

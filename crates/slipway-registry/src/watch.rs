@@ -11,9 +11,9 @@ use slipway_apimachinery::{ApiError, FieldError, FieldPath, ResourceDef, meta};
 use slipway_store::{EventKind, Revision};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::Registry;
 use crate::cache::{CacheEvent, Subscription};
 use crate::codec::parse_resource_version;
-use crate::{Registry, store_error};
 
 /// How a watch starts and what it sees.
 #[derive(Debug, Clone, Default)]
@@ -226,8 +226,7 @@ impl Registry {
         };
         let start = match (initial_events, rv) {
             (true, None) => {
-                let current = self.store.current_revision().await.map_err(store_error)?;
-                self.cache.wait_for(current, self.config.cache_wait).await?;
+                self.cache_caught_up().await?;
                 None
             }
             (true, Some(r)) => {
