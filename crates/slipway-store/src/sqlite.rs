@@ -18,9 +18,11 @@
 //! then on) and then purges, in small chunks between write batches, every row with
 //! `rev <= c` that a read at or after `c` can no longer need: tombstones, and rows replaced by
 //! a write at or before `c`. Rows still live at `c` stay, so lists at `c` and later, and the
-//! `prev` of every event after `c`, keep working. The purge walks only the log written since
+//! `prev` of every event after `c`, keep working. The purge covers only the log written since
 //! the previous one and follows each write's `prev_rev` to the row it replaced, so its cost
-//! is the number of writes since, never the number of keys.
+//! is the number of writes since, never the number of keys. The writer journals in memory
+//! what each write it committed replaced, so the purge deletes by rowid without reading those
+//! writes back; it reads the log only for writes from before the store was opened.
 //!
 //! # Writes
 //!
@@ -62,7 +64,7 @@ use crate::{
 pub const SCHEMA_VERSION: i64 = 1;
 /// At most this many requests go into one transaction.
 const MAX_BATCH: usize = 1024;
-/// Log rows examined per purge transaction after a compaction.
+/// Revisions (log rows at most) one purge transaction looks at after a compaction.
 const PURGE_CHUNK: i64 = 2000;
 /// Events read from the log per replay step of a watch.
 const WATCH_PAGE: usize = 1000;
@@ -461,6 +463,8 @@ impl SqliteStore {
             events,
             compacted,
             purge_next,
+            journal: VecDeque::new(),
+            journal_from: revision + 1,
         };
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".to_string())
@@ -1119,7 +1123,29 @@ struct Writer {
     compacted: Revision,
     /// The next log revision the purge of compacted rows looks at.
     purge_next: Revision,
+    /// What the writes not purged yet will make obsolete, in revision order, as they were
+    /// committed: the purge takes it from here instead of reading the rows back (most of its
+    /// cost, a row being about a page). Bounded by [`JOURNAL_MAX`].
+    journal: VecDeque<Journaled>,
+    /// Every write at or after this revision is in `journal`; the purge reads the log for
+    /// older ones (written before this process opened the store, or dropped from a full
+    /// journal).
+    journal_from: Revision,
 }
+
+/// One committed write, as the purge needs it.
+#[derive(Clone, Copy)]
+struct Journaled {
+    rev: Revision,
+    /// The row it replaced (`prev_rev`).
+    replaced: Option<Revision>,
+    /// Whether it is a deletion's tombstone.
+    tombstone: bool,
+}
+
+/// At most this many writes are journaled for the purge (about 6 MiB); past it the oldest go
+/// and the purge reads the log for them.
+const JOURNAL_MAX: usize = 1 << 18;
 
 /// What one request of a batch came to, before the commit decides whether it stands.
 enum Outcome {
@@ -1187,6 +1213,7 @@ impl Writer {
                     self.shared.compacted.store(compacted, Ordering::Release);
                     tracing::info!(compacted, "sqlite store: compacted");
                 }
+                self.journal(&events);
                 if !events.is_empty() {
                     // No receiver is fine: nobody is watching.
                     let _ = self.events.send(Arc::new(Batch { events, revision }));
@@ -1300,35 +1327,77 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let lo = self.purge_next;
-        let to = self.compacted;
-        let boundary: Option<Revision> = tx
-            .prepare_cached("SELECT rev FROM log WHERE rev >= ?1 ORDER BY rev LIMIT 1 OFFSET ?2")?
-            .query_row(params![lo, PURGE_CHUNK], |row| row.get(0))
-            .optional()?;
-        let hi = boundary.map_or(to + 1, |b| b.min(to + 1));
-        // The subquery is not correlated: SQLite collects the replaced revisions before it
-        // deletes any row, so a chunk holding both a write and the write it replaced loses
-        // neither link.
-        let replaced = tx
-            .prepare_cached(
-                "DELETE FROM log
-                  WHERE rev IN (SELECT prev_rev FROM log
-                                 WHERE rev >= ?1 AND rev < ?2 AND prev_rev IS NOT NULL)",
-            )?
-            .execute(params![lo, hi])?;
-        let tombstones = tx
-            .prepare_cached("DELETE FROM log WHERE rev >= ?1 AND rev < ?2 AND deleted = 1")?
-            .execute(params![lo, hi])?;
+        // Every revision has at most one row, and nothing at or after `purge_next` has been
+        // purged yet (a chunk deletes only rows its writes replaced, which are older, and its
+        // own tombstones): the chunk is its revision range, found without reading the log.
+        let hi = lo.saturating_add(PURGE_CHUNK).min(self.compacted + 1);
+        // What goes is collected before any row is deleted, so a chunk holding both a write
+        // and the write it replaced loses neither link: from the journal, or for writes it
+        // does not hold, from one pass over the chunk's rows.
+        let mut doomed = Vec::new();
+        let mut doom = |w: Journaled| {
+            doomed.extend(w.replaced);
+            if w.tombstone {
+                doomed.push(w.rev);
+            }
+        };
+        if lo < self.journal_from {
+            let mut scan = tx.prepare_cached(
+                "SELECT rev, prev_rev, deleted FROM log WHERE rev >= ?1 AND rev < ?2",
+            )?;
+            let mut rows = scan.query(params![lo, hi.min(self.journal_from)])?;
+            while let Some(row) = rows.next()? {
+                doom(Journaled {
+                    rev: row.get(0)?,
+                    replaced: row.get(1)?,
+                    tombstone: row.get(2)?,
+                });
+            }
+        }
+        let journaled = self.journal.iter().take_while(|w| w.rev < hi).count();
+        for w in self.journal.iter().take(journaled) {
+            if w.rev >= lo {
+                doom(*w);
+            }
+        }
+        let mut deleted = 0;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM log WHERE rev = ?1")?;
+            // In revision order, so the deletes walk the table (and the WAL's pages) forward.
+            doomed.sort_unstable();
+            doomed.dedup();
+            for rev in doomed {
+                deleted += delete.execute(params![rev])?;
+            }
+        }
         write_meta_value(&tx, "purge_next", hi)?;
         tx.commit()?;
+        // Only once committed: a failed chunk is tried again from the same journal.
+        self.journal.drain(..journaled);
         self.purge_next = hi;
         tracing::debug!(
             from = lo,
             to = hi,
-            deleted = replaced + tombstones,
+            deleted,
             "sqlite store: purged compacted history"
         );
         Ok(())
+    }
+
+    /// Journal a committed batch's writes for the purge.
+    fn journal(&mut self, events: &[WatchEvent]) {
+        for e in events {
+            self.journal.push_back(Journaled {
+                rev: e.kv.mod_revision,
+                replaced: e.prev.as_ref().map(|p| p.mod_revision),
+                tombstone: e.kind == EventKind::Deleted,
+            });
+        }
+        let excess = self.journal.len().saturating_sub(JOURNAL_MAX);
+        if excess > 0 {
+            self.journal.drain(..excess);
+            self.journal_from = self.journal.front().map_or(self.journal_from, |w| w.rev);
+        }
     }
 }
 
