@@ -117,6 +117,13 @@ pub struct ControllerConfig {
     pub resync: Option<Duration>,
     /// On shutdown, wait this long for in-flight reconciles before abandoning them.
     pub shutdown_timeout: Duration,
+    /// Whether a reconcile's [`Action`] replaces the requeue an earlier reconcile of the key
+    /// scheduled (a requeue after any delay, or none for [`Action::await_change`]). Off, as
+    /// in controller-runtime and kube-rs, the earliest pending requeue wins, so a recheck a
+    /// key asked for while it was converging still runs after it converged. Turn it on for
+    /// a reconciler whose every result asks for all the rechecks its key still needs; an
+    /// error's backoff leaves the pending requeue alone.
+    pub requeue_replaces: bool,
 }
 
 impl Default for ControllerConfig {
@@ -126,6 +133,7 @@ impl Default for ControllerConfig {
             backoff: Backoff::default(),
             resync: None,
             shutdown_timeout: Duration::from_secs(30),
+            requeue_replaces: false,
         }
     }
 }
@@ -359,6 +367,7 @@ where
             error_policy,
             ctx,
             metrics,
+            requeue_replaces: config.requeue_replaces,
         });
         let mut workers = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -411,6 +420,7 @@ struct Worker<K, Ctx, R, P> {
     error_policy: P,
     ctx: Arc<Ctx>,
     metrics: Metrics,
+    requeue_replaces: bool,
 }
 
 impl<K, Ctx, E, R, Fut, P> Worker<K, Ctx, R, P>
@@ -476,9 +486,15 @@ where
             })
             .inc();
         match action.kind {
+            ActionKind::Requeue(d) if self.requeue_replaces => {
+                self.queue.reschedule(key.clone(), Some(d));
+            }
             ActionKind::Requeue(d) => self.queue.add_after(key.clone(), d),
             ActionKind::Backoff => {
                 self.queue.add_rate_limited(key.clone());
+            }
+            ActionKind::AwaitChange if self.requeue_replaces => {
+                self.queue.reschedule(key.clone(), None);
             }
             ActionKind::AwaitChange => {}
         }

@@ -166,6 +166,18 @@ impl<T: Hash + Eq + Clone + Send + 'static> WorkQueue<T> {
         });
     }
 
+    /// Replace whatever delayed add is pending for `key` with one after `delay`, or with none:
+    /// unlike [`WorkQueue::add_after`], a later deadline wins over an earlier one. Adds that
+    /// are not delayed (queued, or due again after processing) are left alone.
+    pub fn reschedule(&self, key: T, delay: Option<Duration>) {
+        // A pending add fires only while it owns the key's deadline: dropping the deadline
+        // cancels it.
+        self.lock().waiting.remove(&key);
+        if let Some(delay) = delay {
+            self.add_after(key, delay);
+        }
+    }
+
     /// Queue `key` after its backoff, and count a failure for it.
     pub fn add_rate_limited(&self, key: T) -> Duration {
         let delay = {
@@ -338,6 +350,32 @@ mod tests {
         // The superseded deadlines do not fire again.
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert!(q.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reschedule_replaces_the_pending_deadline_later_or_none() {
+        let q = queue();
+        let start = Instant::now();
+        q.add_after("a", Duration::from_secs(3));
+        q.reschedule("a", Some(Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(q.is_empty(), "the replaced deadline fired");
+        assert_eq!(next(&q).await, "a");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(10),
+            "the later deadline won"
+        );
+        q.done(&"a");
+        // None cancels what is pending; a queued key stays queued.
+        q.add_after("a", Duration::from_secs(3));
+        q.add("b");
+        q.reschedule("a", None);
+        q.reschedule("b", None);
+        assert_eq!(next(&q).await, "b");
+        q.done(&"b");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(q.is_empty(), "a cancelled deadline fired");
     }
 
     #[tokio::test(start_paused = true)]

@@ -878,3 +878,69 @@ async fn informers_drop_managed_fields_unless_asked_to_keep_them() {
     trimmed_task.abort();
     kept_task.abort();
 }
+
+/// Requeues 2 s later while the ConfigMap's `state` is not `done`, then awaits a change.
+async fn converge(obj: Arc<ConfigMap>, ctx: Arc<Recorder>) -> Result<Action, String> {
+    let done = obj
+        .data
+        .as_ref()
+        .and_then(|d| d.get("state"))
+        .is_some_and(|s| s == "done");
+    record(obj, ctx).await?;
+    Ok(if done {
+        Action::await_change()
+    } else {
+        Action::requeue(Duration::from_secs(2))
+    })
+}
+
+/// A key asks for a recheck while converging, then converges: with `requeue_replaces` the
+/// recheck no longer runs, without it (the default, as in controller-runtime) it still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converged_keys_earlier_recheck_runs_only_unless_requeues_replace() {
+    for replaces in [true, false] {
+        let f = in_process().await;
+        let api = Api::<ConfigMap>::namespaced(Arc::clone(&f.client), "default");
+        let mut obj = cm("converging", &[]);
+        obj.data = Some([("state".to_string(), "converging".to_string())].into());
+        api.create(&PostParams::default(), &obj)
+            .await
+            .expect("create");
+        let (ctx, mut seen) = Recorder::new(0);
+        let controller = Controller::new("converge", api.clone(), InformerConfig::default())
+            .with_config(ControllerConfig {
+                requeue_replaces: replaces,
+                ..ControllerConfig::default()
+            });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(controller.run(
+            converge,
+            |_, _, _| Action::backoff(),
+            Arc::clone(&ctx),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let key = ObjectKey::namespaced("default", "converging");
+        assert_eq!(next_key(&mut seen).await, key);
+        let mut done = api.get("converging").await.expect("get");
+        done.data = Some([("state".to_string(), "done".to_string())].into());
+        api.replace("converging", &PostParams::default(), &done)
+            .await
+            .expect("converge");
+        assert_eq!(next_key(&mut seen).await, key);
+        // Past the first reconcile's recheck.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let expected = if replaces { 2 } else { 3 };
+        assert_eq!(
+            ctx.count(&key),
+            expected,
+            "reconciles with requeue_replaces = {replaces}"
+        );
+        let _ = stop_tx.send(());
+        tokio::time::timeout(TIMEOUT, run)
+            .await
+            .expect("controller stops")
+            .expect("join");
+    }
+}
