@@ -299,6 +299,13 @@ impl Ownership {
     }
 }
 
+impl Ownership {
+    /// No owners, no finalizers, not being deleted: nothing the collector decides about.
+    fn is_inert(&self) -> bool {
+        self.owners.is_empty() && self.finalizers.is_empty() && !self.deleting
+    }
+}
+
 impl Kept {
     fn new(bytes: bytes::Bytes, revision: Revision, object: &Arc<Value>) -> Self {
         Self {
@@ -344,6 +351,11 @@ struct State {
     /// Counts the changes that can matter to ownership and deletion (see
     /// [`WatchCache::ownership_epoch`]).
     ownership: u64,
+    /// Counts the changes the garbage collector decides by (see
+    /// [`WatchCache::collector_epoch`]).
+    collectable: u64,
+    /// How many cached objects have a `deletionTimestamp`.
+    deleting: usize,
     /// Counts every change of the cached objects (see [`WatchCache::content_epoch`]).
     changes: u64,
 }
@@ -484,6 +496,8 @@ impl WatchCache {
                 buffered: None,
                 epoch: 0,
                 ownership: 0,
+                collectable: 0,
+                deleting: 0,
                 changes: 0,
             }),
             live,
@@ -531,10 +545,19 @@ impl WatchCache {
         self.read().ownership
     }
 
-    /// Notified (one permit, kept until taken) each time the ownership epoch moves, so that
+    /// The part of the ownership epoch the garbage collector decides by: it leaves out the
+    /// creation of an object with no owners, no finalizers and no `deletionTimestamp` (an
+    /// Event, say) while nothing is being deleted, which can give a pass nothing to do.
+    /// With an object being deleted (a namespace, whose finalizer must see what is created
+    /// in it late) every creation counts.
+    pub fn collector_epoch(&self) -> u64 {
+        self.read().collectable
+    }
+
+    /// Notified (one permit, kept until taken) each time the collector epoch moves, so that
     /// the garbage collector sleeps until there is something to decide instead of looking
     /// on a timer: thousands of idle registries then cost no wakeups.
-    pub fn ownership_moved(&self) -> Arc<tokio::sync::Notify> {
+    pub fn collector_moved(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.ownership_moved)
     }
 
@@ -551,10 +574,14 @@ impl WatchCache {
         self.content.send_replace(state.changes);
     }
 
-    /// Move the ownership epoch (with the state's lock held) and tell the collector.
-    fn move_ownership(&self, state: &mut State) {
+    /// Move the ownership epoch (with the state's lock held), and the collector's with it,
+    /// telling the collector, when `collectable`.
+    fn move_ownership(&self, state: &mut State, collectable: bool) {
         state.ownership += 1;
-        self.ownership_moved.notify_one();
+        if collectable {
+            state.collectable += 1;
+            self.ownership_moved.notify_one();
+        }
     }
 
     /// A counter that moves with every change of the cached objects and every (re)load, and
@@ -837,19 +864,38 @@ impl WatchCache {
                 return;
             }
         };
-        let (prev, ownership_moved) = match event.kind {
-            EventKind::Deleted => (state.objects.remove(&key), true),
+        let (prev, ownership_moved, collectable) = match event.kind {
+            EventKind::Deleted => {
+                let prev = state.objects.remove(&key);
+                if prev.as_ref().is_some_and(|p| p.summary.deleting) {
+                    state.deleting = state.deleting.saturating_sub(1);
+                }
+                (prev, true, true)
+            }
             _ => {
                 let kept = Kept::new(event.kv.value.clone(), revision, &object);
                 let summary = Arc::clone(&kept.summary);
                 let prev = state.objects.insert(key.clone(), kept);
+                let was_deleting = prev.as_ref().is_some_and(|p| p.summary.deleting);
+                match (was_deleting, summary.deleting) {
+                    (false, true) => state.deleting += 1,
+                    (true, false) => state.deleting = state.deleting.saturating_sub(1),
+                    _ => {}
+                }
                 let moved = prev.as_ref().is_none_or(|p| p.summary != summary);
-                (prev, moved)
+                let collectable =
+                    moved && (prev.is_some() || !summary.is_inert() || state.deleting > 0);
+                (prev, moved, collectable)
             }
         };
         if ownership_moved {
-            tracing::trace!(key, revision, "watch cache: ownership epoch moves");
-            self.move_ownership(state);
+            tracing::trace!(
+                key,
+                revision,
+                collectable,
+                "watch cache: ownership epoch moves"
+            );
+            self.move_ownership(state, collectable);
         }
         // The store's bytes, to compact the event later: the object's, and the previous
         // version's when the cache had one and the store said what it was. A window no
@@ -915,12 +961,17 @@ impl WatchCache {
         {
             let mut state = self.write();
             state.objects = objects;
+            state.deleting = state
+                .objects
+                .values()
+                .filter(|k| k.summary.deleting)
+                .count();
             state.clear_window();
             state.revision = revision;
             // The window starts at the load: older positions can no longer be replayed.
             state.oldest = revision;
             state.ready = true;
-            self.move_ownership(&mut state);
+            self.move_ownership(&mut state, true);
             self.move_content(&mut state);
         }
         self.progress.send_replace(revision);
@@ -989,10 +1040,15 @@ impl WatchCache {
                 return false;
             }
             state.objects = objects;
+            state.deleting = state
+                .objects
+                .values()
+                .filter(|k| k.summary.deleting)
+                .count();
             state.clear_window();
             state.revision = revision;
             state.oldest = revision;
-            self.move_ownership(&mut state);
+            self.move_ownership(&mut state, true);
             self.move_content(&mut state);
             for event in state.buffered.take().unwrap_or_default() {
                 if event.revision() > state.revision {
@@ -1522,6 +1578,66 @@ mod tests {
         );
     }
 
+    /// The collector's epoch leaves out creations of objects with no owners, no finalizers
+    /// and no deletionTimestamp, unless an object is being deleted; the ownership epoch
+    /// (which the simulator counts its own creations by) still moves with them.
+    #[tokio::test]
+    async fn the_collector_epoch_skips_inert_creations_while_nothing_is_deleted() {
+        let (_dir, cache) = cache().await;
+        assert!(cache.finish_load(BTreeMap::new(), 1, 0));
+        let mut revision = 1;
+        let mut offer = |kind: EventKind, name: &str, value: Value| {
+            revision += 1;
+            cache.offer(WatchEvent {
+                kind,
+                kv: KeyValue {
+                    key: format!("{ROOT}core/configmaps/default/{name}"),
+                    value: serde_json::to_vec(&value).unwrap_or_default().into(),
+                    create_revision: revision,
+                    mod_revision: revision,
+                },
+                prev: None,
+            });
+            (cache.ownership_epoch(), cache.collector_epoch())
+        };
+        let plain = |name: &str| serde_json::json!({"metadata": {"name": name, "uid": name}});
+        let moved = cache.collector_moved();
+        let told = || futures::FutureExt::now_or_never(moved.notified()).is_some();
+        assert!(told(), "the load moved it");
+        let (own0, col0) = (cache.ownership_epoch(), cache.collector_epoch());
+        let (own1, col1) = offer(EventKind::Created, "event", plain("event"));
+        assert!(own1 > own0, "an inert creation moves the ownership epoch");
+        assert_eq!(col1, col0, "but not the collector's");
+        assert!(!told(), "nor wakes the collector");
+        let mut owned = plain("owned");
+        owned["metadata"]["ownerReferences"] = serde_json::json!([{"uid": "gone"}]);
+        let (_, col2) = offer(EventKind::Created, "owned", owned);
+        assert!(col2 > col1, "a creation with an owner moves it");
+        assert!(told());
+        let mut finalized = plain("finalized");
+        finalized["metadata"]["finalizers"] = serde_json::json!(["f"]);
+        let (_, col3) = offer(EventKind::Created, "finalized", finalized.clone());
+        assert!(col3 > col2, "so does one with a finalizer");
+        let mut deleting = finalized;
+        deleting["metadata"]["deletionTimestamp"] = serde_json::json!("2026-12-08T00:00:00Z");
+        let (_, col4) = offer(EventKind::Updated, "finalized", deleting);
+        assert!(col4 > col3);
+        let (_, col5) = offer(EventKind::Created, "late", plain("late"));
+        assert!(
+            col5 > col4,
+            "with an object being deleted, an inert creation moves it"
+        );
+        let (_, col6) = offer(EventKind::Deleted, "finalized", plain("finalized"));
+        assert!(col6 > col5, "a deletion moves it");
+        let (_, col7) = offer(EventKind::Created, "after", plain("after"));
+        assert_eq!(
+            col7, col6,
+            "and once nothing is being deleted, inert creations do not"
+        );
+        assert!(told());
+        assert!(!told());
+    }
+
     /// The ownership epoch moves with creations, deletions and changes of ownerReferences,
     /// finalizers or deletionTimestamp, and stays put for status, label and data changes.
     #[tokio::test]
@@ -1553,14 +1669,17 @@ mod tests {
             obj
         };
         // The collector sleeps on this instead of a timer: told exactly when the epoch moves.
-        let moved = cache.ownership_moved();
+        let moved = cache.collector_moved();
         let told = || futures::FutureExt::now_or_never(moved.notified()).is_some();
         assert!(told(), "the load moved it");
         assert!(!told(), "one permit, taken");
         let start = cache.ownership_epoch();
         let created = offer(EventKind::Created, base.clone());
         assert!(created > start, "a creation moves it");
-        assert!(told(), "and tells the collector");
+        assert!(
+            !told(),
+            "but an inert one does not wake the collector (see the test after this one)"
+        );
         let labelled = offer(
             EventKind::Updated,
             with("/metadata/labels", serde_json::json!({"x": "2"})),

@@ -54,10 +54,11 @@ async fn run(registry: Weak<Registry>) {
             let _ = reg.cache.wait_for(current, reg.config.cache_wait).await;
         }
         // Only a change that can matter to ownership or deletion calls for a pass: a
-        // creation, a deletion, or a change of ownerReferences, finalizers or
-        // deletionTimestamp. Status writes and heartbeats do not, so an idle fleet costs no
-        // passes. A pass that left something undecided (a conflict) asks for another one.
-        let epoch = reg.cache.ownership_epoch();
+        // creation (of an object with owners, finalizers or a deletionTimestamp, or of any
+        // while something is being deleted), a deletion, or a change of ownerReferences,
+        // finalizers or deletionTimestamp. Status writes, heartbeats and Events do not, so
+        // an idle fleet costs no passes. A pass that left something undecided (a conflict) asks for another one.
+        let epoch = reg.cache.collector_epoch();
         let retry = reg
             .gc_retry
             .swap(false, std::sync::atomic::Ordering::AcqRel);
@@ -76,7 +77,7 @@ async fn run(registry: Weak<Registry>) {
         // interval, not one per creation. Nothing else does: an idle registry has no timer
         // at all. The waits hold no reference to the registry, so dropping it ends this loop.
         let wakeup = Arc::clone(&reg.gc_wakeup);
-        let moved = reg.cache.ownership_moved();
+        let moved = reg.cache.collector_moved();
         drop(reg);
         let looked = tokio::time::Instant::now();
         tokio::select! {
