@@ -15,10 +15,13 @@ use slipway_provider::{CLUSTER_TAG, MACHINE_TAG, ProviderError, Tags};
 
 use crate::{Context, Error, delete_if_present, deleted, identity};
 
-/// Sweep every `orphan_sweep` until the task is aborted.
+/// Sweep every `orphan_sweep`, the first half a period after the start, until the task is
+/// aborted. The half-period phase keeps the sweep (a list of every provider machine) out of
+/// the minutes of other passes that run every few minutes from the start, such as the
+/// simulator's full pass, so that their costs do not stack.
 pub async fn run(ctx: Arc<Context>) {
-    let mut tick = tokio::time::interval(ctx.config.orphan_sweep);
-    tick.tick().await;
+    let period = ctx.config.orphan_sweep;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period / 2, period);
     loop {
         tick.tick().await;
         match sweep(&ctx).await {

@@ -99,9 +99,9 @@ struct ServeArgs {
     /// sweeper deletes it (a create may still be recording it).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     orphan_grace: Duration,
-    /// How often the orphan sweeper looks (each look lists every provider machine, about a
-    /// CPU-second at 90,000 machines; an orphan is deleted between one and two grace
-    /// periods after it was made).
+    /// How often the orphan sweeper looks, the first time half this long after the start
+    /// (each look lists every provider machine, about a CPU-second at 90,000 machines; an
+    /// orphan is deleted between one and two grace periods after it was made).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     orphan_sweep: Duration,
     /// A machine whose node has not joined this long after the machine runs is replaced.
