@@ -159,7 +159,11 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             status.conditions = Some(conditions);
             status.observed_generation = generation;
             write_status(&clusters, &*cluster, cluster.status.as_ref(), status).await?;
-            return Ok(Action::await_change());
+            return Ok(until_ttl(
+                Action::await_change(),
+                ttl_left,
+                ctx.config.resync,
+            ));
         }
     };
 
@@ -170,7 +174,11 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     let machines_api: Api<Machine> = Api::namespaced(Arc::clone(&ctx.client), &ns);
     let Some(machines) = owned_machines(&ctx, &machines_api, &cluster).await? else {
         // The cache does not show this controller's last writes yet; their events requeue.
-        return Ok(Action::requeue(ctx.config.poll));
+        return Ok(until_ttl(
+            Action::requeue(ctx.config.poll),
+            ttl_left,
+            ctx.config.resync,
+        ));
     };
     let uid = cluster.uid().unwrap_or_default();
 
@@ -217,15 +225,28 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "RemediationAllowed"));
-    let settling = !held
-        && remediation.is_some_and(|c| match c.reason.as_deref() {
-            Some("TooManyUnhealthy") => true,
-            Some("Settling") => c.last_transition_time.as_ref().is_none_or(|t| {
-                jiff::Timestamp::now().duration_since(t.0).as_secs()
-                    < i64::try_from(ctx.config.remediation_settle.as_secs()).unwrap_or(i64::MAX)
-            }),
-            _ => false,
+    // How long the settling has left (a hold that just ended starts it).
+    let settle = ctx.config.remediation_settle;
+    let settle_left = remediation
+        .filter(|_| !held)
+        .and_then(|c| match c.reason.as_deref() {
+            Some("TooManyUnhealthy") => Some(settle),
+            Some("Settling") => match c.last_transition_time.as_ref() {
+                None => Some(settle),
+                Some(t) => {
+                    let elapsed = jiff::Timestamp::now().duration_since(t.0).as_secs();
+                    let left = i64::try_from(settle.as_secs())
+                        .unwrap_or(i64::MAX)
+                        .saturating_sub(elapsed);
+                    u64::try_from(left)
+                        .ok()
+                        .filter(|l| *l > 0)
+                        .map(std::time::Duration::from_secs)
+                }
+            },
+            _ => None,
         });
+    let settling = settle_left.is_some();
     let replace: Vec<&Machine> = if held || settling {
         if condition_reason(&cluster, "RemediationAllowed") != Some("TooManyUnhealthy") {
             events::record(
@@ -534,22 +555,43 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     status.conditions = Some(conditions);
     status.observed_generation = generation;
     let changed = write_status(&clusters, &*cluster, cluster.status.as_ref(), status).await?;
-    Ok(match (ready, ttl_left) {
-        (true, None) => Action::await_change(),
-        (true, Some(left)) => Action::requeue(left.min(ctx.config.resync)),
-        // Failed machines wait out the settling time: nothing else wakes the cluster then.
-        (false, _) if settling => Action::requeue(ctx.config.remediation_settle),
+    // Each result asks for every recheck the Cluster still needs: the controller runs with
+    // `requeue_replaces`, so it replaces what an earlier reconcile asked for.
+    let action = if ready {
+        Action::await_change()
+    } else if settling {
+        // Failed machines wait out what is left of the settling time: nothing else wakes
+        // the cluster then.
+        Action::requeue(settle_left.unwrap_or(settle))
+    } else if capped > 0 || changed {
         // Failed machines wait for a fleet-wide remediation slot, which another cluster's
-        // machine gives back: no event of this cluster's says when.
-        (false, _) if capped > 0 => Action::requeue(ctx.config.poll),
-        // Still moving: look again soon.
-        (false, _) if changed => Action::requeue(ctx.config.poll),
+        // machine gives back (no event of this cluster's says when); or still moving: look
+        // again soon.
+        Action::requeue(ctx.config.poll)
+    } else {
         // Not Ready and nothing changed: what can change it comes as an event (its Machines'
         // status, each polled by the Machine controller while it is not Ready, or the
         // Cluster's own spec), so this is only a safety net. Polled at `poll`, a
         // 10,000-cluster build-up asked for more reconciles than two cores can do.
-        (false, _) => Action::requeue(NOT_READY_RECHECK.min(ctx.config.resync)),
-    })
+        Action::requeue(NOT_READY_RECHECK.min(ctx.config.resync))
+    };
+    Ok(until_ttl(action, ttl_left, ctx.config.resync))
+}
+
+/// `action`, or a requeue for when the Cluster's TTL runs out (`ttl_left`) if that comes
+/// first (at most a resync away): whatever else a Cluster waits for, the result must ask for
+/// its expiry, since it replaces the requeue an earlier reconcile asked for.
+fn until_ttl(
+    action: Action,
+    ttl_left: Option<std::time::Duration>,
+    resync: std::time::Duration,
+) -> Action {
+    match ttl_left {
+        Some(left) if action.requeue_after().is_none_or(|d| d > left) => {
+            Action::requeue(left.min(resync))
+        }
+        _ => action,
+    }
 }
 
 /// How often a Cluster that is not Ready, and did not change in its last reconcile, is
@@ -1052,4 +1094,41 @@ async fn delete(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     let clusters: Api<Cluster> = Api::namespaced(Arc::clone(&ctx.client), &ns);
     set_finalizer(&clusters, cluster, CLUSTER_FINALIZER, false).await?;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn every_result_asks_for_the_ttl_expiry_when_it_comes_first() {
+        let secs = Duration::from_secs;
+        let resync = secs(600);
+        let after = |a: Action| a.requeue_after();
+        // No TTL: the action as it is.
+        assert_eq!(
+            until_ttl(Action::await_change(), None, resync),
+            Action::await_change()
+        );
+        // Waiting for a change, or for longer than the TTL has left: the expiry.
+        assert_eq!(
+            after(until_ttl(Action::await_change(), Some(secs(30)), resync)),
+            Some(secs(30))
+        );
+        assert_eq!(
+            after(until_ttl(Action::requeue(secs(60)), Some(secs(30)), resync)),
+            Some(secs(30))
+        );
+        // A sooner recheck stands; a far expiry is looked at after a resync at most.
+        assert_eq!(
+            after(until_ttl(Action::requeue(secs(10)), Some(secs(30)), resync)),
+            Some(secs(10))
+        );
+        assert_eq!(
+            after(until_ttl(Action::await_change(), Some(secs(7200)), resync)),
+            Some(resync)
+        );
+    }
 }

@@ -57,7 +57,8 @@ async fn run(registry: Weak<Registry>) {
         // creation (of an object with owners, finalizers or a deletionTimestamp, or of any
         // while something is being deleted), a deletion, or a change of ownerReferences,
         // finalizers or deletionTimestamp. Status writes, heartbeats and Events do not, so
-        // an idle fleet costs no passes. A pass that left something undecided (a conflict) asks for another one.
+        // an idle fleet costs no passes. A pass that left something undecided (a conflict)
+        // asks for another one.
         let epoch = reg.cache.collector_epoch();
         let retry = reg
             .gc_retry

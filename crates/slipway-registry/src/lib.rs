@@ -207,9 +207,9 @@ pub struct RegistryConfig {
     /// Compact the store every interval, to the revision seen one interval earlier
     /// (kube-apiserver's policy). `None` disables compaction.
     pub compaction_interval: Option<Duration>,
-    /// The garbage collector's pace: after a change that can matter to ownership
-    /// ([`cache::WatchCache::ownership_epoch`]: a creation, a change of owners or
-    /// finalizers) it looks no sooner than this after its last look. Deletions wake it at
+    /// The garbage collector's pace: after a change that can matter to it
+    /// ([`cache::WatchCache::collector_epoch`]: a creation that is not inert, a change of
+    /// owners or finalizers) it looks no sooner than this after its last look. Deletions wake it at
     /// once; with no such change it sleeps.
     pub gc_interval: Duration,
     /// How often watchers that asked for bookmarks get one.
