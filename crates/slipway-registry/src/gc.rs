@@ -325,8 +325,8 @@ impl Registry {
     }
 
     /// The object changed under a pass (a conflict): decide again on the next pass, even if
-    /// the change was one that does not move the ownership epoch (a status write).
-    fn retry_gc(&self) {
+    /// the change was one that does not move the collector epoch (a status write).
+    pub(crate) fn retry_gc(&self) {
         self.gc_retry
             .store(true, std::sync::atomic::Ordering::Release);
         self.gc_wakeup.notify_one();

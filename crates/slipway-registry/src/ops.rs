@@ -1005,7 +1005,13 @@ impl Registry {
                 .map(|_| ())
         };
         match result {
-            Ok(()) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(()),
+            Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+            // Changed meanwhile, perhaps by a write that does not move the collector epoch
+            // (a status write): decide again on the next pass rather than wait for one.
+            Err(StoreError::Conflict { .. }) => {
+                self.retry_gc();
+                Ok(())
+            }
             Err(e) => Err(store_error(e)),
         }
     }
