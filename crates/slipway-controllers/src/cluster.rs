@@ -559,10 +559,10 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     // `requeue_replaces`, so it replaces what an earlier reconcile asked for.
     let action = if ready {
         Action::await_change()
-    } else if settling {
+    } else if let Some(left) = settle_left {
         // Failed machines wait out what is left of the settling time: nothing else wakes
         // the cluster then.
-        Action::requeue(settle_left.unwrap_or(settle))
+        Action::requeue(left)
     } else if capped > 0 || changed {
         // Failed machines wait for a fleet-wide remediation slot, which another cluster's
         // machine gives back (no event of this cluster's says when); or still moving: look

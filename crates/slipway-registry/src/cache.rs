@@ -297,9 +297,7 @@ impl Ownership {
             deleting: slipway_apimachinery::meta::deletion_timestamp(object).is_some(),
         }
     }
-}
 
-impl Ownership {
     /// No owners, no finalizers, not being deleted: nothing the collector decides about.
     fn is_inert(&self) -> bool {
         self.owners.is_empty() && self.finalizers.is_empty() && !self.deleting
@@ -375,6 +373,12 @@ impl State {
         Some(old)
     }
 
+    /// Hold `objects` (a load) instead of what the cache held.
+    fn install(&mut self, objects: BTreeMap<String, Kept>) {
+        self.deleting = objects.values().filter(|k| k.summary.deleting).count();
+        self.objects = objects;
+    }
+
     fn clear_window(&mut self) {
         self.events.clear();
         self.latest_compact.clear();
@@ -395,8 +399,8 @@ pub struct WatchCache {
     shared: Option<(Arc<SharedWatch>, String)>,
     /// Wakes the cache's task to reload (a shared watch lost its place).
     reload: tokio::sync::Notify,
-    /// Told whenever the ownership epoch moves ([`WatchCache::ownership_moved`]).
-    ownership_moved: Arc<tokio::sync::Notify>,
+    /// Told whenever the collector epoch moves ([`WatchCache::collector_moved`]).
+    collector_moved: Arc<tokio::sync::Notify>,
     /// The content epoch, for those who wait for it to move ([`WatchCache::content_changes`]).
     content: watch::Sender<u64>,
 }
@@ -506,7 +510,7 @@ impl WatchCache {
             recent,
             shared,
             reload: tokio::sync::Notify::new(),
-            ownership_moved: Arc::new(tokio::sync::Notify::new()),
+            collector_moved: Arc::new(tokio::sync::Notify::new()),
             content: watch::channel(0).0,
         })
     }
@@ -558,7 +562,7 @@ impl WatchCache {
     /// the garbage collector sleeps until there is something to decide instead of looking
     /// on a timer: thousands of idle registries then cost no wakeups.
     pub fn collector_moved(&self) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.ownership_moved)
+        Arc::clone(&self.collector_moved)
     }
 
     /// The content epoch ([`WatchCache::content_epoch`]) as it moves: a reader that only needs
@@ -580,7 +584,7 @@ impl WatchCache {
         state.ownership += 1;
         if collectable {
             state.collectable += 1;
-            self.ownership_moved.notify_one();
+            self.collector_moved.notify_one();
         }
     }
 
@@ -864,30 +868,26 @@ impl WatchCache {
                 return;
             }
         };
-        let (prev, ownership_moved, collectable) = match event.kind {
-            EventKind::Deleted => {
-                let prev = state.objects.remove(&key);
-                if prev.as_ref().is_some_and(|p| p.summary.deleting) {
-                    state.deleting = state.deleting.saturating_sub(1);
-                }
-                (prev, true, true)
-            }
+        let (prev, now_deleting, ownership_moved, collectable) = match event.kind {
+            EventKind::Deleted => (state.objects.remove(&key), false, true, true),
             _ => {
                 let kept = Kept::new(event.kv.value.clone(), revision, &object);
                 let summary = Arc::clone(&kept.summary);
                 let prev = state.objects.insert(key.clone(), kept);
-                let was_deleting = prev.as_ref().is_some_and(|p| p.summary.deleting);
-                match (was_deleting, summary.deleting) {
-                    (false, true) => state.deleting += 1,
-                    (true, false) => state.deleting = state.deleting.saturating_sub(1),
-                    _ => {}
-                }
                 let moved = prev.as_ref().is_none_or(|p| p.summary != summary);
+                // An inert creation counts for the collector only while something is being
+                // deleted (this object is not).
                 let collectable =
                     moved && (prev.is_some() || !summary.is_inert() || state.deleting > 0);
-                (prev, moved, collectable)
+                (prev, summary.deleting, moved, collectable)
             }
         };
+        if prev.as_ref().is_some_and(|p| p.summary.deleting) {
+            state.deleting = state.deleting.saturating_sub(1);
+        }
+        if now_deleting {
+            state.deleting += 1;
+        }
         if ownership_moved {
             tracing::trace!(
                 key,
@@ -960,12 +960,7 @@ impl WatchCache {
         let mut stream = store.watch_with_progress(root, revision).await?;
         {
             let mut state = self.write();
-            state.objects = objects;
-            state.deleting = state
-                .objects
-                .values()
-                .filter(|k| k.summary.deleting)
-                .count();
+            state.install(objects);
             state.clear_window();
             state.revision = revision;
             // The window starts at the load: older positions can no longer be replayed.
@@ -1039,12 +1034,7 @@ impl WatchCache {
             if state.epoch != epoch {
                 return false;
             }
-            state.objects = objects;
-            state.deleting = state
-                .objects
-                .values()
-                .filter(|k| k.summary.deleting)
-                .count();
+            state.install(objects);
             state.clear_window();
             state.revision = revision;
             state.oldest = revision;
@@ -1383,12 +1373,21 @@ mod tests {
     const ROOT: &str = "/clusters/x/registry/";
 
     fn event(name: &str, revision: Revision) -> WatchEvent {
-        let value = serde_json::json!({"metadata": {"name": name}});
+        event_of(
+            EventKind::Created,
+            name,
+            &serde_json::json!({"metadata": {"name": name}}),
+            revision,
+        )
+    }
+
+    /// A `kind` event of ConfigMap `name` holding `value` at `revision`.
+    fn event_of(kind: EventKind, name: &str, value: &Value, revision: Revision) -> WatchEvent {
         WatchEvent {
-            kind: EventKind::Created,
+            kind,
             kv: KeyValue {
                 key: format!("{ROOT}core/configmaps/default/{name}"),
-                value: serde_json::to_vec(&value).unwrap_or_default().into(),
+                value: serde_json::to_vec(value).unwrap_or_default().into(),
                 create_revision: revision,
                 mod_revision: revision,
             },
@@ -1588,16 +1587,7 @@ mod tests {
         let mut revision = 1;
         let mut offer = |kind: EventKind, name: &str, value: Value| {
             revision += 1;
-            cache.offer(WatchEvent {
-                kind,
-                kv: KeyValue {
-                    key: format!("{ROOT}core/configmaps/default/{name}"),
-                    value: serde_json::to_vec(&value).unwrap_or_default().into(),
-                    create_revision: revision,
-                    mod_revision: revision,
-                },
-                prev: None,
-            });
+            cache.offer(event_of(kind, name, &value, revision));
             (cache.ownership_epoch(), cache.collector_epoch())
         };
         let plain = |name: &str| serde_json::json!({"metadata": {"name": name, "uid": name}});

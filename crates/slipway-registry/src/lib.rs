@@ -209,8 +209,8 @@ pub struct RegistryConfig {
     pub compaction_interval: Option<Duration>,
     /// The garbage collector's pace: after a change that can matter to it
     /// ([`cache::WatchCache::collector_epoch`]: a creation that is not inert, a change of
-    /// owners or finalizers) it looks no sooner than this after its last look. Deletions wake it at
-    /// once; with no such change it sleeps.
+    /// owners or finalizers) it looks no sooner than this after its last look. Deletions
+    /// wake it at once; with no such change it sleeps.
     pub gc_interval: Duration,
     /// How often watchers that asked for bookmarks get one.
     pub bookmark_interval: Duration,

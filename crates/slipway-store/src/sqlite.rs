@@ -1354,12 +1354,9 @@ impl Writer {
                 });
             }
         }
+        // The journal holds nothing before `lo`: each chunk drains what it covered.
         let journaled = self.journal.iter().take_while(|w| w.rev < hi).count();
-        for w in self.journal.iter().take(journaled) {
-            if w.rev >= lo {
-                doom(*w);
-            }
-        }
+        self.journal.range(..journaled).copied().for_each(doom);
         let mut deleted = 0;
         {
             let mut delete = tx.prepare_cached("DELETE FROM log WHERE rev = ?1")?;
